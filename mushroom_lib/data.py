@@ -1,0 +1,206 @@
+"""Data acquisition, loading, and the persisted stratified train/holdout split."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+import urllib.error
+import urllib.request
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .fileio import atomic_write_bytes, atomic_write_json, read_json
+from .schema import COLUMNS, FEATURES, FULL_ROWS, TARGET, SchemaError, read_csv_bytes, validate_frame
+from .settings import Settings
+
+UCI_URL = "https://archive.ics.uci.edu/static/public/73/mushroom.zip"
+UCI_MEMBER = "agaricus-lepiota.data"
+
+
+class DataError(RuntimeError):
+    """The data could not be acquired or does not match what the project needs."""
+
+
+@dataclass
+class AcquireResult:
+    """What ``acquire`` wrote."""
+
+    path: Path
+    source: str
+    rows: int
+    balance: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
+
+
+def _download(url: str, *, timeout: float, progress: bool) -> bytes:
+    from tqdm.auto import tqdm
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http/https only, checked)
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            chunks = []
+            with tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=not progress,
+                      file=sys.stderr) as bar:
+                while True:
+                    chunk = resp.read(1 << 16)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise DataError(f"could not download {url}: {getattr(exc, 'reason', exc)}") from None
+    data = b"".join(chunks)
+    if total and len(data) != total:
+        raise DataError(f"download of {url} stopped at {len(data)} of {total} bytes")
+    return data
+
+
+def _unzip(data: bytes, source: str) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = zf.namelist()
+            member = next((n for n in names if n.endswith(UCI_MEMBER)), None)
+            if member is None:
+                member = next((n for n in names if n.endswith((".csv", ".data"))), None)
+            if member is None:
+                raise DataError(f"{source}: the zip holds no {UCI_MEMBER} (members: {', '.join(names)})")
+            return zf.read(member)
+    except (zipfile.BadZipFile, EOFError, zlib_error()) as exc:
+        raise DataError(f"{source}: the zip archive is damaged or truncated ({exc})") from None
+
+
+def zlib_error():
+    import zlib
+    return zlib.error
+
+
+def _read_source(source: str, *, timeout: float, progress: bool) -> bytes:
+    if source.startswith(("http://", "https://")):
+        raw = _download(source, timeout=timeout, progress=progress)
+    elif "://" in source:
+        raise DataError(f"unsupported source {source!r}: give a file path or an http(s) URL")
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise DataError(f"data source {path} does not exist")
+        raw = path.read_bytes()
+    if raw[:4] == b"PK\x03\x04" or source.endswith(".zip"):
+        raw = _unzip(raw, source)
+    return raw
+
+
+def parse_dataset(raw: bytes, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Parse and validate dataset bytes in either layout; return the frame (class + 22) and warnings."""
+    frame = read_csv_bytes(raw, source=source)
+    checked = validate_frame(frame, require_label=True)
+    df = checked.features.copy()
+    df.insert(0, TARGET, checked.labels.to_numpy())
+    notes = list(checked.warnings)
+    if len(df) != FULL_ROWS:
+        notes.append(f"{len(df)} rows, not the full {FULL_ROWS}: a subset is accepted, metrics will differ")
+    return df[COLUMNS], notes
+
+
+def acquire(settings: Settings, source: str | None = None, *, timeout: float = 30.0,
+            progress: bool = True) -> AcquireResult:
+    """Put the validated dataset at ``data/mushrooms.csv``.
+
+    Source order: ``source``, then MUSHROOM_DATA, then an existing data/mushrooms.csv, then the UCI zip.
+    Nothing is written unless the whole file validates.
+    """
+    target = settings.dataset_path
+    chosen = source or settings.data_source
+    if not chosen and target.exists():
+        chosen = str(target)
+    chosen = chosen or UCI_URL
+    raw = _read_source(chosen, timeout=timeout, progress=progress)
+    try:
+        df, notes = parse_dataset(raw, chosen)
+    except SchemaError as exc:
+        raise DataError(f"{chosen}: {exc}") from None
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    body = df.to_csv(index=False, lineterminator="\n").encode()
+    if not (target.exists() and target.read_bytes() == body):
+        atomic_write_bytes(target, body)
+    balance = {k: int(v) for k, v in df[TARGET].value_counts().sort_index().items()}
+    return AcquireResult(target, chosen, len(df), balance, notes)
+
+
+def load_dataset(settings: Settings) -> pd.DataFrame:
+    """The acquired dataset (class + 22 features as codes)."""
+    path = settings.dataset_path
+    if not path.exists():
+        raise DataError(f"no dataset at {path}; run `mushroom data` first")
+    return pd.read_csv(path, dtype=str, keep_default_na=False)[COLUMNS]
+
+
+def dataset_sha256(settings: Settings) -> str:
+    """sha256 of data/mushrooms.csv."""
+    return hashlib.sha256(settings.dataset_path.read_bytes()).hexdigest()
+
+
+def frame_sha256(df: pd.DataFrame) -> str:
+    """A stable hash of a frame's content (for the training-data fingerprint)."""
+    return hashlib.sha256(df.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
+
+
+@dataclass
+class Split:
+    """Row identities (positions in data/mushrooms.csv) of the training part and the holdout."""
+
+    train: list[int]
+    holdout: list[int]
+    seed: int
+    test_size: float
+    dataset_sha256: str
+
+
+def make_split(settings: Settings, *, force: bool = False) -> Split:
+    """Create (or reuse) the stratified split; it is persisted so the holdout never enters training."""
+    from sklearn.model_selection import train_test_split
+
+    digest = dataset_sha256(settings)
+    saved = read_json(settings.split_path)
+    if saved and not force and saved.get("dataset_sha256") == digest:
+        return Split(saved["train"], saved["holdout"], saved["seed"], saved["test_size"], digest)
+    if saved and not force:
+        raise DataError(f"{settings.split_path} belongs to another dataset (sha256 differs); "
+                        "remove it or train with --resplit to make a new split")
+    df = load_dataset(settings)
+    idx = list(range(len(df)))
+    train, holdout = train_test_split(idx, test_size=settings.test_size, stratify=df[TARGET],
+                                      random_state=settings.seed)
+    split = Split(sorted(int(i) for i in train), sorted(int(i) for i in holdout), settings.seed,
+                  settings.test_size, digest)
+    atomic_write_json(settings.split_path, split.__dict__)
+    return split
+
+
+def load_split(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout) frames of the persisted split, each with ``class`` and the 22 features."""
+    split = make_split(settings)
+    df = load_dataset(settings)
+    return df.iloc[split.train].reset_index(drop=True), df.iloc[split.holdout].reset_index(drop=True)
+
+
+def synthetic_frame(n: int = 200, seed: int = 0, *, with_class: bool = True) -> pd.DataFrame:
+    """A small random frame of valid codes (for tests and demos that need no real rows).
+
+    The class follows a simple rule on odor and spore-print color so that a model can learn it.
+    """
+    import numpy as np
+
+    from .schema import CODES
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({f: rng.choice(list(CODES[f]), size=n) for f in FEATURES})
+    if with_class:
+        poisonous = df["odor"].isin(["f", "y", "p", "c", "m", "s"]) | (df["spore-print-color"] == "r")
+        df.insert(0, TARGET, np.where(poisonous, "p", "e"))
+    return df

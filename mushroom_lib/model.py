@@ -1,0 +1,178 @@
+"""The training pipeline (encoder -> StandardScaler -> PCA -> classifier), its safety threshold, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
+
+from .schema import FEATURES, LABELS
+
+POSITIVE = "p"  #: poisonous is the positive class everywhere
+UNCERTAIN_NOTE = "uncertain - treat as poisonous"
+
+
+@dataclass
+class ModelConfig:
+    """Everything that decides a trained model; stored in metadata.json as ``params``."""
+
+    n_components: int = 3
+    seed: int = 42
+    encoder: str = "target"          #: target | onehot | ordinal
+    smooth: float = 100.0            #: TargetEncoder smoothing (shrinks rare codes toward the prior)
+    classifier: str = "knn"          #: knn | extra_trees | random_forest
+    n_neighbors: int = 10            #: knn
+    n_estimators: int = 300          #: tree ensembles
+    accuracy_floor: float = 0.975    #: the threshold is the lowest whose out-of-fold accuracy reaches this
+    max_threshold: float = 0.5       #: never less safe than the plain majority vote
+    cv_folds: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> "ModelConfig":
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _encoder(cfg: ModelConfig):
+    if cfg.encoder == "target":
+        return TargetEncoder(target_type="binary", smooth=cfg.smooth, random_state=cfg.seed)
+    if cfg.encoder == "onehot":
+        return OneHotEncoder(handle_unknown="ignore", sparse_output=False)
+    if cfg.encoder == "ordinal":
+        return OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
+    raise ValueError(f"unknown encoder {cfg.encoder!r}; choose target, onehot or ordinal")
+
+
+def _classifier(cfg: ModelConfig):
+    if cfg.classifier == "knn":
+        from sklearn.neighbors import KNeighborsClassifier
+        return KNeighborsClassifier(n_neighbors=cfg.n_neighbors, weights="distance")
+    if cfg.classifier == "extra_trees":
+        from sklearn.ensemble import ExtraTreesClassifier
+        return ExtraTreesClassifier(n_estimators=cfg.n_estimators, random_state=cfg.seed, n_jobs=-1)
+    if cfg.classifier == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier
+        return RandomForestClassifier(n_estimators=cfg.n_estimators, random_state=cfg.seed, n_jobs=-1)
+    raise ValueError(f"unknown classifier {cfg.classifier!r}; choose knn, extra_trees or random_forest")
+
+
+def build_pipeline(cfg: ModelConfig) -> Pipeline:
+    """One Pipeline, fitted as a whole: encoder -> StandardScaler -> PCA(n_components) -> classifier."""
+    return Pipeline([
+        ("encode", _encoder(cfg)),
+        ("scale", StandardScaler()),
+        ("pca", PCA(n_components=cfg.n_components, random_state=cfg.seed)),
+        ("classify", _classifier(cfg)),
+    ])
+
+
+def to_binary(labels) -> np.ndarray:
+    """e/p labels -> 0/1 (1 = poisonous)."""
+    return (np.asarray(labels, dtype=object) == POSITIVE).astype(np.int8)
+
+
+def p_poisonous(pipeline: Pipeline, X: pd.DataFrame) -> np.ndarray:
+    """Probability of poisonous for each row."""
+    proba = pipeline.predict_proba(X[FEATURES])
+    classes = list(pipeline.classes_)
+    return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(X))
+
+
+def decide(p: np.ndarray, threshold: float) -> np.ndarray:
+    """1 (poisonous) where p >= threshold, else 0."""
+    return (np.asarray(p) >= threshold).astype(np.int8)
+
+
+def uncertain(p: np.ndarray, threshold: float, upper: float = 0.5) -> np.ndarray:
+    """Rows called poisonous only because of the safety threshold: threshold <= p < upper."""
+    p = np.asarray(p)
+    return (p >= threshold) & (p < max(upper, threshold))
+
+
+def choose_threshold(p_oof: np.ndarray, y: np.ndarray, cfg: ModelConfig) -> float:
+    """The lowest threshold whose out-of-fold accuracy reaches the floor (capped at max_threshold).
+
+    Lower thresholds call more rows poisonous: fewer false-edible at some cost in accuracy. Chosen on
+    training data only (out-of-fold probabilities), never on the holdout.
+    """
+    p_oof, y = np.asarray(p_oof, dtype=float), np.asarray(y)
+    cands = np.unique(np.r_[p_oof, cfg.max_threshold])
+    cands = cands[cands <= cfg.max_threshold]
+    order = np.argsort(p_oof)
+    ps, ys = p_oof[order], y[order]
+    # For threshold t: errors = poisonous with p < t (false edible) + edible with p >= t (false poisonous).
+    n = len(ps)
+    pos_below = np.searchsorted(ps, cands, side="left")
+    cum_pos = np.r_[0, np.cumsum(ys == 1)]
+    fe = cum_pos[pos_below]
+    neg_above = (ys == 0).sum() - (pos_below - cum_pos[pos_below])
+    acc = 1 - (fe + neg_above) / max(n, 1)
+    ok = cands[acc >= cfg.accuracy_floor]
+    return float(ok.min()) if len(ok) else float(cfg.max_threshold)
+
+
+def out_of_fold(cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
+    """Out-of-fold p_poisonous on the training rows (for the threshold)."""
+    folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
+    proba = cross_val_predict(build_pipeline(cfg), X[FEATURES], y, cv=folds, method="predict_proba")
+    return proba[:, 1]
+
+
+@dataclass
+class Trained:
+    """A fitted pipeline with its operating threshold."""
+
+    pipeline: Pipeline
+    threshold: float
+    config: ModelConfig
+    oof_metrics: dict = field(default_factory=dict)
+
+
+def fit(X: pd.DataFrame, labels, cfg: ModelConfig) -> Trained:
+    """Choose the threshold out-of-fold, then fit the whole pipeline on all given rows."""
+    y = to_binary(labels)
+    p_oof = out_of_fold(cfg, X, y)
+    threshold = choose_threshold(p_oof, y, cfg)
+    pipe = build_pipeline(cfg).fit(X[FEATURES], y)
+    return Trained(pipe, threshold, cfg, metrics(p_oof, y, threshold))
+
+
+def metrics(p: np.ndarray, y, threshold: float) -> dict:
+    """accuracy, precision, recall, f1 (poisonous = positive), confusion matrix and false_edible."""
+    y = np.asarray(y)
+    if y.dtype == object:
+        y = to_binary(y)
+    pred = decide(p, threshold)
+    tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    return {
+        "accuracy": float(accuracy_score(y, pred)),
+        "precision": float(precision_score(y, pred, zero_division=0)),
+        "recall": float(recall_score(y, pred, zero_division=0)),
+        "f1": float(f1_score(y, pred, zero_division=0)),
+        "false_edible": int(fn),
+        "false_poisonous": int(fp),
+        "confusion_matrix": {"labels": ["edible", "poisonous"], "rows_true_cols_pred": [[int(tn), int(fp)],
+                                                                                        [int(fn), int(tp)]]},
+        "n": int(len(y)),
+        "threshold": float(threshold),
+    }
+
+
+def seen_codes(pipeline: Pipeline) -> dict[str, set[str]]:
+    """Codes the encoder saw in training, per feature."""
+    enc = pipeline.named_steps["encode"]
+    return {f: set(map(str, cats)) for f, cats in zip(FEATURES, enc.categories_)}
+
+
+def label_words(binary: np.ndarray) -> np.ndarray:
+    """0/1 -> 'edible'/'poisonous'."""
+    return np.where(np.asarray(binary) == 1, LABELS["p"], LABELS["e"]).astype(object)

@@ -1,0 +1,285 @@
+"""The mushroom schema: feature names, valid codes with human names, and validation at the boundary.
+
+Every public entry point (CLI, ModelService, dashboard) validates once through this module; an error
+names the row, the column, the value and the valid codes, and nothing downstream re-checks.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+TARGET = "class"
+
+#: Valid codes per feature, in dataset order, transcribed from ``agaricus-lepiota.names`` (section 7).
+#: ``tests/test_schema.py`` checks this table against the documentation file itself.
+CODES: dict[str, dict[str, str]] = {
+    "cap-shape": {"b": "bell", "c": "conical", "x": "convex", "f": "flat", "k": "knobbed", "s": "sunken"},
+    "cap-surface": {"f": "fibrous", "g": "grooves", "y": "scaly", "s": "smooth"},
+    "cap-color": {"n": "brown", "b": "buff", "c": "cinnamon", "g": "gray", "r": "green", "p": "pink",
+                  "u": "purple", "e": "red", "w": "white", "y": "yellow"},
+    "bruises": {"t": "bruises", "f": "no"},
+    "odor": {"a": "almond", "l": "anise", "c": "creosote", "y": "fishy", "f": "foul", "m": "musty",
+             "n": "none", "p": "pungent", "s": "spicy"},
+    "gill-attachment": {"a": "attached", "d": "descending", "f": "free", "n": "notched"},
+    "gill-spacing": {"c": "close", "w": "crowded", "d": "distant"},
+    "gill-size": {"b": "broad", "n": "narrow"},
+    "gill-color": {"k": "black", "n": "brown", "b": "buff", "h": "chocolate", "g": "gray", "r": "green",
+                   "o": "orange", "p": "pink", "u": "purple", "e": "red", "w": "white", "y": "yellow"},
+    "stalk-shape": {"e": "enlarging", "t": "tapering"},
+    "stalk-root": {"b": "bulbous", "c": "club", "u": "cup", "e": "equal", "z": "rhizomorphs",
+                   "r": "rooted", "?": "missing"},
+    "stalk-surface-above-ring": {"f": "fibrous", "y": "scaly", "k": "silky", "s": "smooth"},
+    "stalk-surface-below-ring": {"f": "fibrous", "y": "scaly", "k": "silky", "s": "smooth"},
+    "stalk-color-above-ring": {"n": "brown", "b": "buff", "c": "cinnamon", "g": "gray", "o": "orange",
+                               "p": "pink", "e": "red", "w": "white", "y": "yellow"},
+    "stalk-color-below-ring": {"n": "brown", "b": "buff", "c": "cinnamon", "g": "gray", "o": "orange",
+                               "p": "pink", "e": "red", "w": "white", "y": "yellow"},
+    "veil-type": {"p": "partial", "u": "universal"},
+    "veil-color": {"n": "brown", "o": "orange", "w": "white", "y": "yellow"},
+    "ring-number": {"n": "none", "o": "one", "t": "two"},
+    "ring-type": {"c": "cobwebby", "e": "evanescent", "f": "flaring", "l": "large", "n": "none",
+                  "p": "pendant", "s": "sheathing", "z": "zone"},
+    "spore-print-color": {"k": "black", "n": "brown", "b": "buff", "h": "chocolate", "r": "green",
+                          "o": "orange", "u": "purple", "w": "white", "y": "yellow"},
+    "population": {"a": "abundant", "c": "clustered", "n": "numerous", "s": "scattered", "v": "several",
+                   "y": "solitary"},
+    "habitat": {"g": "grasses", "l": "leaves", "m": "meadows", "p": "paths", "u": "urban", "w": "waste",
+                "d": "woods"},
+}
+
+FEATURES: list[str] = list(CODES)
+COLUMNS: list[str] = [TARGET, *FEATURES]
+LABELS: dict[str, str] = {"e": "edible", "p": "poisonous"}
+LABEL_CODES: dict[str, str] = {v: k for k, v in LABELS.items()}
+FULL_ROWS = 8124
+
+#: Column aliases people type: the .names file says ``bruises?``; some copies use underscores.
+_ALIASES = {"bruises?": "bruises"}
+
+
+class SchemaError(ValueError):
+    """Input that does not fit the schema; the message names the row, column and value."""
+
+    def __init__(self, message: str, *, row: int | None = None, column: str | None = None,
+                 value: object = None, problems: list[str] | None = None):
+        super().__init__(message)
+        self.row, self.column, self.value = row, column, value
+        self.problems = problems or [message]
+
+
+@dataclass
+class Validated:
+    """Clean features (22 columns, dataset order, category codes) plus what was found on the way."""
+
+    features: pd.DataFrame
+    labels: pd.Series | None = None
+    extra: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _norm_name(name: object) -> str:
+    text = str(name).strip().lstrip("\ufeff").strip().lower().replace("_", "-")
+    return _ALIASES.get(text, text)
+
+
+def valid_codes(column: str) -> str:
+    """The valid codes of a feature as ``a (almond), l (anise), ...``."""
+    return ", ".join(f"{code} ({name})" for code, name in CODES[column].items())
+
+
+def normalize_labels(values: pd.Series, *, column: str = TARGET, first_row: int = 1) -> pd.Series:
+    """Map e/p/edible/poisonous (any case) to e/p; raise SchemaError naming the first bad row."""
+    text = values.astype("string").str.strip().str.lower()
+    mapped = text.map(lambda v: v if v in LABELS else LABEL_CODES.get(v) if isinstance(v, str) else None)
+    bad = mapped.isna().to_numpy()
+    if bad.any():
+        pos = int(np.flatnonzero(bad)[0])
+        value = values.iloc[pos]
+        raise SchemaError(
+            f"row {first_row + pos}, column '{column}': label {value!r} is not valid; "
+            f"use e/edible or p/poisonous ({int(bad.sum())} bad label(s) in all)",
+            row=first_row + pos, column=column, value=value)
+    return mapped.astype(object)
+
+
+def _check_codes(df: pd.DataFrame, first_row: int) -> None:
+    problems: list[str] = []
+    first: tuple[int, str, object] | None = None
+    for col in FEATURES:
+        values = df[col]
+        ok = values.isin(CODES[col].keys()).to_numpy()
+        if ok.all():
+            continue
+        for pos in np.flatnonzero(~ok)[:3]:
+            value = values.iloc[pos]
+            row = first_row + int(pos)
+            if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
+                what = "is empty"
+            else:
+                what = f"has {value!r}, which is not a valid code"
+            problems.append(f"row {row}, column '{col}' {what}; valid codes: {valid_codes(col)}")
+            if first is None or row < first[0]:
+                first = (row, col, value)
+    if problems:
+        count = len(problems)
+        head = problems[0] if count == 1 else f"{count} invalid cells, first: {problems[0]}"
+        if any(str(v).strip().lstrip("-").isdigit() for v in [first[2]] if first):
+            head += " (this looks like label-encoded integers; use the one-letter codes)"
+        raise SchemaError(head, row=first[0], column=first[1], value=first[2], problems=problems)
+
+
+def validate_frame(df: pd.DataFrame, *, require_label: bool = False, first_row: int = 1,
+                   label_column: str | None = None) -> Validated:
+    """Validate a frame of raw features (any column order, extra columns kept aside).
+
+    ``first_row`` is the number people see for the frame's first data row (1 = first row after the
+    header). Raises SchemaError on a missing, duplicated or misspelled column, an empty frame, an
+    empty cell or a code that is not valid for its feature.
+    """
+    if df is None or len(df.columns) == 0:
+        raise SchemaError("the input has no columns; expected a header with the 22 mushroom features")
+    names = [_norm_name(c) for c in df.columns]
+    seen: dict[str, int] = {}
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+    dups = sorted(n for n, c in seen.items() if c > 1)
+    if dups:
+        raise SchemaError(f"column {dups[0]!r} appears {seen[dups[0]]} times; each column may appear once",
+                          column=dups[0])
+    renamed = df.set_axis(names, axis=1)
+    missing = [f for f in FEATURES if f not in seen]
+    extra = [n for n in names if n not in FEATURES and n != TARGET and n != label_column]
+    if missing:
+        hint = ""
+        import difflib
+        for m in missing:
+            close = difflib.get_close_matches(m, extra, n=1, cutoff=0.6)
+            if close:
+                hint = f" (is {close[0]!r} a misspelling of {m!r}?)"
+                break
+        if all(str(c).strip().isdigit() for c in df.columns):
+            hint = " (the file seems to have no header; use the dataset's header or the UCI layout)"
+        raise SchemaError(f"missing column(s): {', '.join(missing)}{hint}", column=missing[0])
+    if len(renamed) == 0:
+        raise SchemaError("the input has a header but no rows")
+    feats = renamed[FEATURES]
+    if not all(dt == object or pd.api.types.is_string_dtype(dt) for dt in feats.dtypes):
+        feats = feats.astype(object).where(feats.notna(), None)
+        feats = feats.map(lambda v: v if v is None else str(v))
+    feats = feats.apply(lambda s: s.str.strip() if s.dtype == object or pd.api.types.is_string_dtype(s) else s)
+    _check_codes(feats, first_row)
+    labels = None
+    lab_col = label_column or TARGET
+    if require_label:
+        if lab_col not in renamed.columns:
+            raise SchemaError(f"missing column '{lab_col}' with the true label (e/edible or p/poisonous)",
+                              column=lab_col)
+        labels = normalize_labels(renamed[lab_col], column=lab_col, first_row=first_row)
+    warnings = []
+    if extra:
+        warnings.append(f"extra column(s) kept but not used: {', '.join(map(str, extra))}")
+    out = feats.reset_index(drop=True).astype(object)
+    if labels is not None:
+        labels = labels.reset_index(drop=True)
+    return Validated(out, labels, extra, warnings)
+
+
+def _sniff_problem(head: bytes) -> str | None:
+    stripped = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if b"\x00" in head:
+        return "the file is binary, not a CSV text file"
+    if stripped[:1] in (b"{", b"["):
+        try:
+            json.loads(head.decode("utf-8", "replace")) if len(head) < 65536 else None
+        except ValueError:
+            pass
+        return "the file looks like JSON, not CSV; expected comma-separated values with a header"
+    return None
+
+
+def read_csv_bytes(data: bytes, *, source: str = "input", size_cap: int | None = None) -> pd.DataFrame:
+    """Parse CSV bytes in either layout into a frame of strings; raise SchemaError on any format problem.
+
+    Accepts the header layout (``class`` optional, any column order) and the headerless UCI layout
+    (23 columns, class first). A UTF-8 BOM, CRLF line ends and quoted fields are fine.
+    """
+    if size_cap is not None and len(data) > size_cap:
+        raise SchemaError(f"{source} is {len(data) / 1e6:.1f} MB, over the {size_cap / 1e6:.0f} MB size cap")
+    if not data.strip():
+        raise SchemaError(f"{source} is empty")
+    problem = _sniff_problem(data[:65536])
+    if problem:
+        raise SchemaError(f"{source}: {problem}")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SchemaError(f"{source}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x}); "
+                          "save the file as UTF-8") from None
+    return parse_csv_text(text, source=source)
+
+
+def parse_csv_text(text: str, *, source: str = "input") -> pd.DataFrame:
+    """Parse CSV text (see ``read_csv_bytes``)."""
+    first_line = text.split("\n", 1)[0].strip("\r")
+    for delim in (";", "\t", "|"):
+        if delim in first_line and "," not in first_line:
+            raise SchemaError(f"{source}: the delimiter looks like {delim!r}; mushroom files are comma-separated")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    rows = [r for r in rows if r and any(cell.strip() for cell in r)]
+    if not rows:
+        raise SchemaError(f"{source} is empty")
+    header = [_norm_name(c) for c in rows[0]]
+    headerless = not (set(header) & set(FEATURES)) and len(rows[0]) == len(COLUMNS) and \
+        all(len(c.strip()) <= 1 for c in rows[0])
+    if headerless:
+        header, body, offset = list(COLUMNS), rows, 1
+    else:
+        body, offset = rows[1:], 2
+    width = len(header)
+    for i, r in enumerate(body):
+        if len(r) != width:
+            raise SchemaError(f"{source}: line {i + offset} has {len(r)} fields, the header has {width} "
+                              "(a ragged row)", row=i + 1)
+    frame = pd.DataFrame(body, columns=rows[0] if not headerless else header, dtype=object)
+    if headerless:
+        frame.attrs["layout"] = "uci"
+    else:
+        frame.attrs["layout"] = "header"
+    return frame
+
+
+def read_csv_file(path: str | Path, *, size_cap: int | None = None) -> pd.DataFrame:
+    """Read a CSV file in either layout (see ``read_csv_bytes``)."""
+    p = Path(path)
+    if not p.exists():
+        raise SchemaError(f"{p}: no such file")
+    if p.is_dir():
+        raise SchemaError(f"{p} is a folder, not a CSV file")
+    size = p.stat().st_size
+    if size_cap is not None and size > size_cap:
+        raise SchemaError(f"{p} is {size / 1e6:.1f} MB, over the {size_cap / 1e6:.0f} MB size cap "
+                          "(raise it with --max-mb)")
+    return read_csv_bytes(p.read_bytes(), source=str(p), size_cap=size_cap)
+
+
+def records_to_frame(rows: Mapping | Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
+    """Accept a dict (one mushroom), a list of dicts or a DataFrame, and return a DataFrame."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, Mapping):
+        return pd.DataFrame([dict(rows)])
+    return pd.DataFrame(list(rows))
+
+
+def describe(column: str, code: str) -> str:
+    """Human name for a code, e.g. describe('odor', 'f') == 'foul'."""
+    return CODES[column].get(code, code)
