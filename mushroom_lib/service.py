@@ -153,11 +153,17 @@ class ModelService:
                    if key in known and LABELS[known[key]] != label)
 
     def consumed_rows(self) -> int:
-        """Feedback rows already used by the latest registered model (derived from the registry)."""
-        versions = self.registry.versions()
-        if not versions:
-            return 0
-        return int(self.registry.metadata(versions[-1]).get("feedback_rows", 0))
+        """Feedback rows used by the latest settled model version (derived from the registry).
+
+        A version left as a bare ``candidate`` (a process killed between registering and promoting)
+        does not count, so the next submission retrains again.
+        """
+        champion = self.registry.champion()
+        for version in reversed(self.registry.versions()):
+            meta = self.registry.metadata(version)
+            if meta.get("status") != "candidate" or version == champion:
+                return int(meta.get("feedback_rows", 0))
+        return 0
 
     def rows_until_retrain(self, total: int | None = None) -> int:
         total = self.store.count() if total is None else total
