@@ -1,0 +1,45 @@
+# The whole chain on a fresh machine: `make all`. The tests: `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8866
+export DO_NOT_TRACK := 1
+
+.PHONY: all install data train status dashboard test bench report ui clean
+
+all: install data train status dashboard
+
+$(BIN)/mushroom: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	@touch $@
+
+install: $(BIN)/mushroom
+
+data: install
+	$(BIN)/mushroom data
+
+train: install
+	$(BIN)/mushroom train
+
+status: install
+	$(BIN)/mushroom status
+
+dashboard: install
+	$(BIN)/mushroom dashboard --port $(PORT)
+
+report: install
+	$(BIN)/mushroom report
+
+ui: install
+	$(BIN)/mushroom ui
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf artifacts reports data/mushrooms.csv data/ref_data.csv data/split.json data/prod_data*.csv
