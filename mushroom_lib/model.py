@@ -44,7 +44,8 @@ class ModelConfig:
 
 def _encoder(cfg: ModelConfig):
     if cfg.encoder == "target":
-        return TargetEncoder(target_type="binary", smooth=cfg.smooth, random_state=cfg.seed)
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=cfg.seed)  # the cross-fitting inside fit
+        return TargetEncoder(target_type="binary", smooth=cfg.smooth, cv=folds)
     if cfg.encoder == "onehot":
         return OneHotEncoder(handle_unknown="ignore", sparse_output=False)
     if cfg.encoder == "ordinal":

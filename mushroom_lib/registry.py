@@ -26,6 +26,7 @@ TRUSTED_TYPES = frozenset({
     "sklearn.neighbors._kd_tree.KDTree",
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.tree._tree.Tree",
+    "sklearn.model_selection._split.StratifiedKFold",
 })
 
 VALID_TRIGGERS = ("initial", "feedback", "manual")
