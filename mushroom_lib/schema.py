@@ -194,6 +194,8 @@ def validate_frame(df: pd.DataFrame, *, require_label: bool = False, first_row: 
 
 def _sniff_problem(head: bytes) -> str | None:
     stripped = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "the file is UTF-16 text; save it as UTF-8"
     if b"\x00" in head:
         return "the file is binary, not a CSV text file"
     if stripped[:1] in (b"{", b"["):
@@ -233,22 +235,27 @@ def parse_csv_text(text: str, *, source: str = "input") -> pd.DataFrame:
     for delim in (";", "\t", "|"):
         if delim in first_line and "," not in first_line:
             raise SchemaError(f"{source}: the delimiter looks like {delim!r}; mushroom files are comma-separated")
-    rows = list(csv.reader(io.StringIO(text, newline="")))
-    rows = [r for r in rows if r and any(cell.strip() for cell in r)]
+    reader = csv.reader(io.StringIO(text, newline=""))
+    numbered = [(reader.line_num, r) for r in reader]
+    numbered = [(n, r) for n, r in numbered if r and any(cell.strip() for cell in r)]
+    rows = [r for _, r in numbered]
     if not rows:
         raise SchemaError(f"{source} is empty")
     header = [_norm_name(c) for c in rows[0]]
-    headerless = not (set(header) & set(FEATURES)) and len(rows[0]) == len(COLUMNS) and \
+    # No header: the UCI layout (class + 22 features) or the 22 features alone, one-letter codes.
+    headerless = not (set(header) & set(FEATURES)) and len(rows[0]) in (len(COLUMNS), len(FEATURES)) and \
         all(len(c.strip()) <= 1 for c in rows[0])
     if headerless:
-        header, body, offset = list(COLUMNS), rows, 1
+        header = list(COLUMNS) if len(rows[0]) == len(COLUMNS) else list(FEATURES)
+        body, lines = rows, [n for n, _ in numbered]
     else:
-        body, offset = rows[1:], 2
+        body, lines = rows[1:], [n for n, _ in numbered[1:]]
     width = len(header)
     for i, r in enumerate(body):
         if len(r) != width:
-            raise SchemaError(f"{source}: line {i + offset} has {len(r)} fields, the header has {width} "
-                              "(a ragged row)", row=i + 1)
+            expected = f"the first line has {width}" if headerless else f"the header has {width}"
+            raise SchemaError(f"{source}: line {lines[i]} has {len(r)} fields, {expected} (a ragged row)",
+                              row=i + 1)
     frame = pd.DataFrame(body, columns=rows[0] if not headerless else header, dtype=object)
     if headerless:
         frame.attrs["layout"] = "uci"
