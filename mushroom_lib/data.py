@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import sys
 import urllib.error
@@ -52,8 +53,10 @@ def _download(url: str, *, timeout: float, progress: bool) -> bytes:
                         break
                     chunks.append(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise DataError(f"could not download {url}: {getattr(exc, 'reason', exc)}") from None
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        # HTTPException: e.g. IncompleteRead when the server closes before Content-Length bytes
+        reason = getattr(exc, "reason", None) or str(exc) or exc.__class__.__name__
+        raise DataError(f"could not download {url}: {reason}") from None
     data = b"".join(chunks)
     if total and len(data) != total:
         raise DataError(f"download of {url} stopped at {len(data)} of {total} bytes")
