@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -46,6 +47,12 @@ def _config_from(args):
 
 
 def cmd_train(settings, args) -> int:
+    if args.resplit:
+        from .data import make_split
+
+        split = make_split(settings, force=True)
+        _say(f"new split of {settings.dataset_path.name}: {len(split.train)} training rows, "
+             f"{len(split.holdout)} holdout rows (seed {split.seed})")
     if args.notebook:
         from .runner import run_train_notebook
 
@@ -126,7 +133,7 @@ def cmd_models(settings, args) -> int:
         return 0
     if args.action == "promote":
         if not args.version:
-            raise SystemExit("mushroom: error: `models promote` needs a version, e.g. v0002")
+            raise ValueError("`models promote` needs a version, e.g. v0002")
         print(f"champion is now {reg.promote(args.version, reason='manual promote')}")
         return 0
     print(f"champion is now {reg.rollback()}")
@@ -177,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-promote", action="store_true", help="register only")
     t.add_argument("--force", action="store_true", help="promote even if the safety gate refuses")
     t.add_argument("--notebook", action="store_true", help="run notebooks/train.ipynb through papermill")
+    t.add_argument("--resplit", action="store_true", help="make a new train/holdout split (needed after "
+                   "`mushroom data` brought a different dataset)")
     t.set_defaults(func=cmd_train)
 
     pr = sub.add_parser("predict", help="score a CSV with the champion")
@@ -230,9 +239,16 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings(args.home)
         return args.func(settings, args)
     except (SchemaError, DataError, RegistryError, NoChampionError, ValueError, OSError) as exc:
-        text = str(exc) or exc.__class__.__name__
+        text = " ".join(str(exc).split()) or exc.__class__.__name__
         print(f"mushroom: error: {text}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("MUSHROOM_DEBUG"):
+            raise
+        text = " ".join(str(exc).split())
+        print(f"mushroom: error: unexpected {exc.__class__.__name__}: {text} "
+              "(set MUSHROOM_DEBUG=1 to see the traceback)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("mushroom: interrupted; nothing half-written was kept", file=sys.stderr)
         return 130

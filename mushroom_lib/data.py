@@ -145,6 +145,8 @@ def load_dataset(settings: Settings) -> pd.DataFrame:
 
 def dataset_sha256(settings: Settings) -> str:
     """sha256 of data/mushrooms.csv."""
+    if not settings.dataset_path.exists():
+        raise DataError(f"no dataset at {settings.dataset_path}; run `mushroom data` first")
     return hashlib.sha256(settings.dataset_path.read_bytes()).hexdigest()
 
 

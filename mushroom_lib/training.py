@@ -42,14 +42,24 @@ class TrainResult:
 
 
 def training_rows(settings: Settings, feedback: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
-    """The training split plus every feedback row (never the holdout); returns (frame, feedback count)."""
-    train, _ = load_split(settings)
+    """The training split plus the feedback rows (never the holdout); returns (frame, feedback count).
+
+    A feedback row whose 22 features equal a holdout row's is left out of training (it stays in
+    prod_data.csv for monitoring): otherwise the holdout would enter training through the feedback
+    door and stop measuring anything. ``frame.attrs['holdout_feedback_excluded']`` counts them.
+    """
+    train, holdout = load_split(settings)
     if feedback is None:
         feedback = FeedbackStore(settings).read()
+    excluded = 0
     if len(feedback):
         fb = feedback[FEATURES].copy()
         fb.insert(0, TARGET, normalize_labels(feedback["target"], column="target").to_numpy())
-        train = pd.concat([train, fb], ignore_index=True)
+        held = set(map(tuple, holdout[FEATURES].to_numpy()))
+        keep = np.array([tuple(r) not in held for r in fb[FEATURES].to_numpy()], dtype=bool)
+        excluded = int((~keep).sum())
+        train = pd.concat([train, fb[keep]], ignore_index=True)
+    train.attrs["holdout_feedback_excluded"] = excluded
     return train, len(feedback)
 
 
@@ -117,7 +127,9 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
         trained.pipeline, threshold=trained.threshold, trigger=trigger, params=cfg.to_dict(),
         metrics=metrics, training_rows=len(rows), training_sha256=frame_sha256(rows), parent=previous,
         status="candidate" if will_promote else ("rejected" if reason else "candidate"),
-        extra={"feedback_rows": n_feedback, "oof_metrics": trained.oof_metrics,
+        extra={"feedback_rows": n_feedback,
+               "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
+               "oof_metrics": trained.oof_metrics,
                "gate": {"passed": reason is None, "reason": reason, "forced": bool(force and reason)},
                "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(holdout)}})
     promoted = False
