@@ -1,54 +1,407 @@
 """Scoring a validated feature frame with a loaded model: p_poisonous, decisions, PCA coordinates.
 
 Every caller (ModelService, CLI, dashboard, reports) scores through ``Scorer`` so preprocessing exists once:
-the fitted Pipeline.
+the fitted Pipeline. ``Scorer`` answers exactly like that Pipeline, only faster:
+
+* **Embedding as table look-ups.** After a per-feature encoder (target, one-hot or ordinal), StandardScaler
+  and PCA are affine, so a row's PCA coordinates are ``bias + sum_f table_f[code_f]``: 22 look-ups. The
+  tables are read off the fitted pipeline itself (it transforms a base row and every one-code variation of
+  it), then checked against the pipeline on random rows; a pipeline that is not additive keeps the plain
+  ``pipeline.transform`` path.
+* **Distinct rows only.** Rows are turned into one int64 key each (mixed radix over the code indices);
+  only distinct keys are scored, answers are scattered back, and scored keys are cached per model version.
+* **The classifier is the fitted one.** KNN: the fitted KNN's own tree gives the neighbours of the embedded
+  points and the distance weighting is sklearn's. Tree ensembles: the fitted ``predict_proba``. Where a
+  rounding-level difference between the table embedding and ``pipeline.transform`` could matter (a point at
+  ~zero distance from a training point, a tie at the k-th neighbour between classes, a coordinate within
+  float32 rounding of a split threshold, p within 1e-9 of the threshold) that row is scored by the Pipeline
+  itself. Any other classifier is scored by the Pipeline on the distinct rows.
 """
 
 from __future__ import annotations
+
+import threading
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from . import model as M
-from .schema import FEATURES
+from .schema import CODES, FEATURES
+
+#: Code lists per feature, in CODES order; a row's code index for feature f indexes CODE_LIST[f].
+CODE_LIST: dict[str, list[str]] = {f: list(CODES[f]) for f in FEATURES}
+CODE_INDEX: dict[str, dict[str, int]] = {f: {c: i for i, c in enumerate(CODES[f])} for f in FEATURES}
+_CODE_ARRAYS = [np.array(CODE_LIST[f], dtype=object) for f in FEATURES]
+_RADIX = np.array([len(CODES[f]) for f in FEATURES], dtype=np.int64)
+#: place value of each feature in a row key (mixed radix); the product of radices fits in int64 (~2^51)
+_PLACE = np.r_[np.cumprod(_RADIX[::-1])[::-1][1:], 1].astype(np.int64)
+assert float(np.prod(_RADIX.astype(float))) < 2.0 ** 62
+
+SCORED_COLUMNS = ["prediction", "p_poisonous", "uncertain", "unseen_codes", "model_version"]
+_CACHE_MAX = 1 << 18  # distinct rows remembered per model version (~30 MB at most)
+_ZERO_DISTANCE = 1e-6  # a neighbour this close is treated as a possible exact match: the Pipeline decides
+_TIE = 1e-10           # relative distance gap under which two neighbours count as tied
+_P_MARGIN = 1e-9       # p this close to the threshold is decided by the Pipeline
 
 
+def feature_codes(features: pd.DataFrame) -> np.ndarray:
+    """Code indices (n, 22) of validated features (stripped one-letter codes, any index)."""
+    out = np.empty((len(features), len(FEATURES)), dtype=np.int16)
+    for j, f in enumerate(FEATURES):
+        idx, uniques = pd.factorize(features[f], use_na_sentinel=True)
+        lookup = CODE_INDEX[f]
+        table = np.array([lookup.get(u, -1) if isinstance(u, str) else -1 for u in uniques] + [-1], dtype=np.int16)
+        col = table[idx]
+        if (col < 0).any():
+            bad = features[f].iloc[int(np.flatnonzero(col < 0)[0])]
+            raise ValueError(f"column {f!r} holds {bad!r}, which is not a valid code; validate the frame first")
+        out[:, j] = col
+    return out
+
+
+def row_keys(codes: np.ndarray) -> np.ndarray:
+    """One int64 per row that identifies its 22 codes."""
+    return codes.astype(np.int64, copy=False) @ _PLACE if len(codes) else np.zeros(0, dtype=np.int64)
+
+
+def codes_to_frame(codes: np.ndarray) -> pd.DataFrame:
+    """Code indices back to a frame of one-letter codes (what the Pipeline takes)."""
+    return pd.DataFrame({f: _CODE_ARRAYS[j][codes[:, j]] for j, f in enumerate(FEATURES)})
+
+
+# ------------------------------------------------------------------ embedding
+_LINEAR_STEPS = ("TargetEncoder", "OneHotEncoder", "OrdinalEncoder", "StandardScaler", "PCA")
+
+
+class LinearEmbedding:
+    """``pipeline[:-1].transform`` as ``bias + sum_f tables[f][code_f]`` (read off the fitted pipeline)."""
+
+    def __init__(self, bias: np.ndarray, tables: list[np.ndarray]):
+        self.bias, self.tables = bias, tables
+
+    @classmethod
+    def from_pipeline(cls, pipeline, *, check_rows: int = 256, seed: int = 0) -> "LinearEmbedding | None":
+        """Tables for a pipeline whose steps before the classifier are a per-feature encoder and affine maps.
+
+        Returns None when the steps are of another kind or the tables do not reproduce the pipeline on
+        ``check_rows`` random rows (then callers use ``pipeline.transform``).
+        """
+        steps = pipeline.steps[:-1]
+        if not steps or type(steps[0][1]).__name__ not in _LINEAR_STEPS[:3] or \
+                any(type(s).__name__ not in _LINEAR_STEPS[3:] for _, s in steps[1:]):
+            return None
+        front = pipeline[:-1]
+        base = np.zeros(len(FEATURES), dtype=np.int16)
+        variants = [base]
+        for j, f in enumerate(FEATURES):
+            for c in range(len(CODES[f])):
+                v = base.copy()
+                v[j] = c
+                variants.append(v)
+        rng = np.random.default_rng(seed)
+        checks = np.stack([rng.integers(0, r, check_rows) for r in _RADIX], axis=1).astype(np.int16)
+        codes = np.vstack([np.stack(variants), checks])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. OneHotEncoder's note about codes unseen in training
+            out = np.asarray(front.transform(codes_to_frame(codes)), dtype=np.float64)
+        bias = out[0].copy()
+        tables, i = [], 1
+        for f in FEATURES:
+            n = len(CODES[f])
+            tables.append(np.ascontiguousarray(out[i:i + n] - bias))
+            i += n
+        emb = cls(bias, tables)
+        want = out[i:]
+        got = emb.embed(checks)
+        scale = max(1.0, float(np.abs(want).max()))
+        if not np.all(np.isfinite(got)) or float(np.abs(got - want).max()) > 1e-9 * scale:
+            return None
+        return emb
+
+    def embed(self, codes: np.ndarray) -> np.ndarray:
+        """PCA coordinates of rows given as code indices (the same order of additions for every row)."""
+        out = np.tile(self.bias, (len(codes), 1))
+        for j, table in enumerate(self.tables):
+            out += table[codes[:, j]]
+        return out
+
+
+# ------------------------------------------------------------------ classifiers
+class _KnnRule:
+    """p_poisonous of a fitted KNeighborsClassifier from its own neighbour search, plus fragile rows."""
+
+    def __init__(self, knn, threshold: float):
+        self.k = int(knn.n_neighbors)
+        self.n_fit = int(knn.n_samples_fit_)
+        self.weights = knn.weights
+        classes = list(knn.classes_)
+        self.pos = (np.asarray(knn._y) == classes.index(1)) if 1 in classes else np.zeros(self.n_fit, bool)
+        self.single = len(classes) == 1
+        self.threshold = threshold
+        tree = getattr(knn, "_tree", None)
+        if knn._fit_method in ("kd_tree", "ball_tree") and tree is not None:
+            self._query = lambda X, k: tree.query(X, k=k)
+        else:
+            self._query = lambda X, k: knn.kneighbors(X, n_neighbors=k)
+
+    @staticmethod
+    def usable(knn) -> bool:
+        return (type(knn).__name__ == "KNeighborsClassifier" and knn.weights in ("distance", "uniform")
+                and not getattr(knn, "outputs_2d_", False) and knn.metric in ("minkowski", "euclidean")
+                and (knn.metric == "euclidean" or knn.p == 2) and hasattr(knn, "_y"))
+
+    def proba(self, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(p, fragile) for embedded points; fragile rows must be scored by the Pipeline."""
+        n, k = len(E), min(self.k, self.n_fit)
+        extra = min(self.n_fit - k, 4)
+        dist, ind = self._query(E, k + extra)
+        d, pos = dist[:, :k], self.pos[ind[:, :k]]
+        if self.weights == "distance":
+            with np.errstate(divide="ignore"):
+                w = 1.0 / d
+            inf = np.isinf(w)
+            zero_rows = inf.any(axis=1)
+            w[zero_rows] = inf[zero_rows]
+        else:
+            w = np.ones_like(d)
+        p_pos, p_neg = np.zeros(n), np.zeros(n)
+        for i in range(k):  # the order sklearn adds the votes in
+            p_pos += np.where(pos[:, i], w[:, i], 0.0)
+            p_neg += np.where(pos[:, i], 0.0, w[:, i])
+        norm = p_neg + p_pos
+        norm[norm == 0.0] = 1.0
+        p = np.ones(n) if self.single and self.pos.all() else p_pos / norm
+        fragile = np.abs(p - self.threshold) <= _P_MARGIN
+        if self.weights == "distance":
+            fragile |= d[:, 0] <= _ZERO_DISTANCE
+        if extra:
+            edge = d[:, k - 1:k]
+            tied = np.abs(dist - edge) <= _TIE * (1.0 + edge)  # the group tied with the k-th neighbour
+            crosses = tied[:, k:].any(axis=1)
+            if crosses.any():
+                labels = self.pos[ind]
+                mixed = (tied & labels).any(axis=1) & (tied & ~labels).any(axis=1)
+                fragile |= crosses & (mixed | tied[:, -1])
+        return p, fragile
+
+
+class _ForestRule:
+    """p_poisonous of a fitted tree ensemble, plus rows with a coordinate next to a split threshold."""
+
+    def __init__(self, clf, threshold: float, n_dims: int):
+        classes = list(clf.classes_)
+        self.clf, self.col = clf, (classes.index(1) if 1 in classes else None)
+        self.threshold = threshold
+        cuts = [[] for _ in range(n_dims)]
+        for est in clf.estimators_:
+            t = est.tree_
+            inner = t.children_left != -1
+            for dim, thr in zip(t.feature[inner], t.threshold[inner]):
+                cuts[dim].append(thr)
+        self.cuts = [np.unique(np.asarray(c, dtype=np.float64)) for c in cuts]
+
+    @staticmethod
+    def usable(clf) -> bool:
+        return (type(clf).__name__ in ("RandomForestClassifier", "ExtraTreesClassifier")
+                and getattr(clf, "n_outputs_", 1) == 1)
+
+    def proba(self, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = self.clf.predict_proba(E)[:, self.col] if self.col is not None else np.zeros(len(E))
+        fragile = np.abs(p - self.threshold) <= _P_MARGIN
+        for dim, cuts in enumerate(self.cuts):
+            if not len(cuts):
+                continue
+            x = E[:, dim]
+            i = np.searchsorted(cuts, x)
+            below = np.abs(x - cuts[np.clip(i - 1, 0, len(cuts) - 1)])
+            above = np.abs(cuts[np.clip(i, 0, len(cuts) - 1)] - x)
+            # trees compare float32(x) with the threshold: stay well clear of float32 rounding
+            fragile |= np.minimum(below, above) <= 1e-6 * np.maximum(1.0, np.abs(x))
+        return p, fragile
+
+
+# ------------------------------------------------------------------ scorer
 class Scorer:
-    """Scores rows with one loaded model version."""
+    """Scores rows with one loaded model version (exactly as its Pipeline does, see the module notes)."""
 
-    def __init__(self, loaded):
+    def __init__(self, loaded, *, fast: bool = True):
         self.loaded = loaded
         self.version = loaded.version
         self.threshold = loaded.threshold
         self.pipeline = loaded.pipeline
         self.seen = M.seen_codes(loaded.pipeline)
+        self._seen_mask = [np.array([c in self.seen[f] for c in CODE_LIST[f]]) for f in FEATURES]
+        self.embedding = LinearEmbedding.from_pipeline(self.pipeline) if fast else None
+        clf = self.pipeline.steps[-1][1]
+        self._rule = None
+        if self.embedding is not None:
+            if _KnnRule.usable(clf):
+                self._rule = _KnnRule(clf, self.threshold)
+            elif _ForestRule.usable(clf):
+                self._rule = _ForestRule(clf, self.threshold, len(self.embedding.bias))
+        self._cache: dict[int, float] = {}
+        self._columns: dict[tuple, object] = {}
+        self._memo = threading.local()
+        self.stats = {"rows": 0, "distinct": 0, "cached": 0, "pipeline": 0}
 
+    @property
+    def fast(self) -> bool:
+        """True when embedding and classifier both take the fast path (else the Pipeline scores)."""
+        return self._rule is not None
+
+    # -------------------------------------------------------------- codes
+    def p_codes(self, codes: np.ndarray) -> np.ndarray:
+        """p_poisonous for rows given as code indices (n, 22): distinct rows only, cached by row."""
+        n = len(codes)
+        if n == 0:
+            return np.zeros(0)
+        keys = row_keys(codes)
+        if n == 1:
+            uniq, first, inverse = keys, np.zeros(1, dtype=np.intp), np.zeros(1, dtype=np.intp)
+        else:
+            inverse, uniq = pd.factorize(keys)
+            first = np.full(len(uniq), -1, dtype=np.intp)
+            first[inverse[::-1]] = np.arange(n - 1, -1, -1)  # first row of each distinct key
+        cache = self._cache
+        known = np.fromiter((cache.get(k, np.nan) for k in uniq.tolist()), dtype=np.float64, count=len(uniq))
+        todo = np.flatnonzero(np.isnan(known))
+        if len(todo):
+            known[todo] = self._score_distinct(codes[first[todo]])
+            if len(cache) + len(todo) > _CACHE_MAX:
+                cache.clear()
+            cache.update(zip(uniq[todo].tolist(), known[todo].tolist()))
+        st = self.stats
+        st["rows"] += n
+        st["distinct"] += len(uniq)
+        st["cached"] += len(uniq) - len(todo)
+        return known[inverse]
+
+    def _score_distinct(self, codes: np.ndarray) -> np.ndarray:
+        if self._rule is None:
+            self.stats["pipeline"] += len(codes)
+            return M.p_poisonous(self.pipeline, codes_to_frame(codes))
+        p, fragile = self._rule.proba(self.embedding.embed(codes))
+        if fragile.any():
+            idx = np.flatnonzero(fragile)
+            self.stats["pipeline"] += len(idx)
+            p[idx] = M.p_poisonous(self.pipeline, codes_to_frame(codes[idx]))
+        return p
+
+    def pca_codes(self, codes: np.ndarray) -> np.ndarray:
+        """PCA coordinates of rows given as code indices."""
+        if self.embedding is not None:
+            return self.embedding.embed(codes)
+        return self.pipeline[:-1].transform(codes_to_frame(codes))
+
+    def unseen_codes(self, codes: np.ndarray) -> np.ndarray:
+        """'col=code;...' per row for valid codes never seen in training ('' for most rows)."""
+        out = np.full(len(codes), "", dtype=object)
+        masks = [~m[codes[:, j]] for j, m in enumerate(self._seen_mask)]
+        rows = np.flatnonzero(np.logical_or.reduce(masks)) if masks else []
+        for r in rows:
+            out[r] = ";".join(f"{f}={CODE_LIST[f][codes[r, j]]}" for j, f in enumerate(FEATURES)
+                              if masks[j][r])
+        return out
+
+    # -------------------------------------------------------------- frames
     def p_poisonous(self, features: pd.DataFrame) -> np.ndarray:
         """Probability of poisonous per row (features already validated)."""
-        return M.p_poisonous(self.pipeline, features)
+        memo = self._memo.__dict__.pop("codes", None)  # set by score() for the same frame
+        codes = memo[1] if memo is not None and memo[0] is features else feature_codes(features)
+        return self.p_codes(codes)
 
     def pca(self, features: pd.DataFrame) -> np.ndarray:
         """PCA coordinates per row."""
-        return self.pipeline[:-1].transform(features[FEATURES])
+        if self.embedding is None:
+            return self.pipeline[:-1].transform(features[FEATURES])
+        return self.pca_codes(feature_codes(features))
 
     def unseen(self, features: pd.DataFrame) -> pd.Series:
         """For each row, the features whose (valid) code never appeared in training, as 'col=code;...'."""
-        out = np.full(len(features), "", dtype=object)
-        for col in FEATURES:
-            mask = ~features[col].isin(self.seen[col]).to_numpy()
-            if mask.any():
-                idx = np.flatnonzero(mask)
-                vals = features[col].to_numpy()[idx]
-                out[idx] = [f"{o};{col}={v}" if o else f"{col}={v}" for o, v in zip(out[idx], vals)]
-        return pd.Series(out, index=features.index, name="unseen_codes")
+        return pd.Series(self.unseen_codes(feature_codes(features)), index=features.index, name="unseen_codes")
+
+    def score_codes(self, codes: np.ndarray, p: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The scored columns (prediction, p_poisonous, uncertain, unseen_codes, model_version) as arrays."""
+        p = self.p_codes(codes) if p is None else p
+        return {"prediction": M.label_words(M.decide(p, self.threshold)), "p_poisonous": p,
+                "uncertain": M.uncertain(p, self.threshold), "unseen_codes": self.unseen_codes(codes),
+                "model_version": np.full(len(p), self.version, dtype=object)}
 
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
         """prediction (edible|poisonous), p_poisonous, uncertain, unseen_codes, model_version."""
-        p = self.p_poisonous(features)
-        out = pd.DataFrame(index=features.index)
-        out["prediction"] = M.label_words(M.decide(p, self.threshold))
-        out["p_poisonous"] = p
-        out["uncertain"] = M.uncertain(p, self.threshold)
-        out["unseen_codes"] = self.unseen(features)
-        out["model_version"] = self.version
-        return out
+        codes = feature_codes(features)
+        self._memo.codes = (features, codes)
+        cols = self.score_codes(codes, self.p_poisonous(features))  # p_poisonous stays the one hook
+        return pd.DataFrame(cols, index=features.index)
+
+    # -------------------------------------------------------------- one row
+    def predict_one(self, rows) -> pd.DataFrame | None:
+        """The lean path of ``ModelService.predict`` for one mushroom (a dict or a one-row DataFrame).
+
+        Returns exactly what the general path returns (input columns, then the scored columns), or None
+        when the input is not a plain, valid one-row record of strings: the general path then validates
+        it (and raises the usual SchemaError naming row, column, value and the valid codes).
+        """
+        if isinstance(rows, dict):
+            names = tuple(rows)
+            values = tuple(rows.values())
+        elif isinstance(rows, pd.DataFrame) and len(rows) == 1 and len(rows.columns):
+            names = tuple(rows.columns)
+            if not all(dt == object for dt in rows.dtypes):
+                return None  # other dtypes: the general path converts and validates them
+            values = tuple(rows.to_numpy()[0])
+        else:
+            return None
+        layout = self._columns.get(names)
+        if layout is None:
+            if len(self._columns) > 256:
+                self._columns.clear()
+            layout = self._columns[names] = _layout(names)
+        if layout is False:
+            return None
+        positions, keep = layout
+        code = np.empty((1, len(FEATURES)), dtype=np.int16)
+        for j, (pos, lookup) in enumerate(zip(positions, _LOOKUPS)):
+            v = values[pos]
+            if type(v) is not str:
+                return None
+            c = lookup.get(v)
+            if c is None:
+                c = lookup.get(v.strip())
+                if c is None:
+                    return None  # not valid: the general path raises the usual error
+            code[0, j] = c
+        for i in keep:
+            if type(values[i]) is not str:
+                return None  # pandas would infer another dtype: leave it to the general path
+        cols = self.score_codes(code)
+        out = {names[i]: np.array([values[i]], dtype=object) for i in keep}
+        out.update(cols)
+        return pd.DataFrame(out, index=pd.RangeIndex(1), copy=False)
+
+
+_LOOKUPS = [CODE_INDEX[f] for f in FEATURES]
+
+
+def _layout(names: tuple):
+    """Where each feature sits in a record with these column names, and which columns the output keeps.
+
+    False when the names are not acceptable as they stand (duplicates, missing features, non-string
+    names, or anything ``validate_frame`` refuses): the general path handles those.
+    """
+    from . import schema
+
+    if pd.get_option("future.infer_string") or not all(isinstance(n, str) for n in names):
+        return False
+    norm = [schema._norm_name(n) for n in names]
+    if len(set(norm)) != len(norm) or not set(FEATURES) <= set(norm):
+        return False
+    probe = {n: CODE_LIST[nn][0] if nn in CODES else "" for n, nn in zip(names, norm)}
+    try:  # the column rules are schema's: ask it once per set of names
+        schema.validate_frame(pd.DataFrame([probe], columns=list(names)))
+    except ValueError:
+        return False
+    positions = [norm.index(f) for f in FEATURES]
+    keep = [i for i, n in enumerate(names) if n not in SCORED_COLUMNS]
+    return positions, keep

@@ -91,7 +91,8 @@ class ModelService:
                 # the last good model keeps serving
                 self._bad_stamp = stamp
                 self.last_error = str(exc)
-                log.error("champion %s refused, keeping %s: %s", version, self.model_version, exc)
+                if self._scorer is not None:  # with nothing to keep, the caller gets the reason instead
+                    log.error("champion %s refused, keeping %s: %s", version, self._scorer.version, exc)
                 return False
             self._scorer, self._stamp = scorer, stamp
             self.last_error = None
@@ -108,6 +109,9 @@ class ModelService:
         """The serving scorer (after a cheap check for a newer champion)."""
         self.refresh()
         if self._scorer is None:
+            if self.last_error:
+                raise NoChampionError(f"the champion was refused: {self.last_error} (promote another "
+                                      "version with `mushroom models promote vNNNN` or run `mushroom train`)")
             raise NoChampionError(f"no trained model in {self.settings.artifacts_dir}; "
                                   "run `mushroom train` (or `make all`) first")
         return self._scorer
@@ -126,6 +130,9 @@ class ModelService:
         unseen_codes and model_version. Raises SchemaError on bad input.
         """
         scorer = self.scorer  # one model for the whole call, whatever happens meanwhile
+        quick = scorer.predict_one(rows)  # one plain valid record: a lean path with the same answer
+        if quick is not None:
+            return quick
         frame = records_to_frame(rows)
         feats = frame if validated else validate_frame(frame).features
         scored = scorer.score(feats)
