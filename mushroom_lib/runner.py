@@ -1,0 +1,203 @@
+"""Run the project's notebooks with papermill (train.ipynb, report.ipynb) and keep the executed copies.
+
+Executed copies go to ``reports/runs/<UTC time>-<kind>-<model version>.ipynb``. The kernel is always
+this interpreter (the venv's python), whatever kernelspecs the machine has: a user-level ``python3``
+kernelspec pointing at another Python cannot hijack the run, and a clean machine needs no
+``ipykernel install`` (ipykernel must be importable here, which the project's dependencies ensure).
+
+The notebooks are found, in order: ``$MUSHROOM_NOTEBOOKS``; ``notebooks/`` next to the package (a
+checkout or an editable install); ``<sys.prefix>/share/mushroom-workbench/notebooks`` (a wheel that
+ships them as data files). MUSHROOM_HOME does not matter: the notebooks get the home as a parameter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .settings import Settings
+
+TRAIN, REPORT, EXPLORATION = "train", "report", "exploration"
+SHARE_DIR = Path("share") / "mushroom-workbench" / "notebooks"
+
+
+class NotebookError(ValueError):
+    """A notebook could not be found, was given a parameter it lacks, or failed (one-line message)."""
+
+
+# ------------------------------------------------------------------------------------------ locating
+def notebook_dirs() -> list[Path]:
+    """Folders searched for the notebooks, in order."""
+    dirs = []
+    if os.environ.get("MUSHROOM_NOTEBOOKS"):
+        dirs.append(Path(os.environ["MUSHROOM_NOTEBOOKS"]).expanduser())
+    dirs.append(Path(__file__).resolve().parents[1] / "notebooks")
+    dirs.append(Path(sys.prefix) / SHARE_DIR)
+    return dirs
+
+
+def notebook_path(kind: str) -> Path:
+    """Path of notebooks/<kind>.ipynb (train, report or exploration)."""
+    for folder in notebook_dirs():
+        path = folder / f"{kind}.ipynb"
+        if path.is_file():
+            return path
+    looked = ", ".join(str(d) for d in notebook_dirs())
+    raise NotebookError(f"{kind}.ipynb not found (looked in {looked}); set MUSHROOM_NOTEBOOKS to the folder "
+                        "holding the project's notebooks")
+
+
+def notebook_parameters(path: Path) -> dict:
+    """The parameters of a notebook's ``parameters`` cell (name -> default as written)."""
+    with _lean_jsonschema():
+        import papermill as pm
+
+    return {name: p["default"] for name, p in pm.inspect_notebook(str(path)).items()}
+
+
+# ------------------------------------------------------------------------------------------ kernel
+def kernel_manager_class():
+    """An AsyncKernelManager whose kernel is this interpreter running ipykernel (DO_NOT_TRACK set, IPC)."""
+    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
+    from jupyter_client import AsyncKernelManager
+    from jupyter_client.kernelspec import KernelSpec
+    from traitlets import default
+
+    class ThisPythonKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self):
+            return "ipc"  # Unix sockets in the runtime folder: local only, no unencrypted TCP port
+
+        @property
+        def kernel_spec(self):
+            if self._kernel_spec is None:
+                spec = get_kernel_dict()  # argv = [sys.executable, -m, ipykernel_launcher, -f, {connection_file}]
+                self._kernel_spec = KernelSpec(resource_dir=RESOURCES, name="python3",
+                                               env={"DO_NOT_TRACK": "1"}, **spec)
+            return self._kernel_spec
+
+    return ThisPythonKernelManager
+
+
+# ------------------------------------------------------------------------------------------ running
+def _stamp() -> str:
+    """UTC time for file names, e.g. 20250101T120000Z (as monitoring.utc_stamp, without its imports)."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+@contextlib.contextmanager
+def _lean_jsonschema():
+    """Import papermill without jsonschema's optional IRI checker (rfc3987_syntax).
+
+    nbformat imports jsonschema, whose format module imports rfc3987_syntax when installed (it comes with
+    jupyter-events); that compiles a Lark grammar at import, about 1 s of CPU on every `mushroom report`,
+    and notebooks never hold IRI-formatted fields. Only when jsonschema is not imported yet (the CLI
+    process); a process that already has it is left alone.
+    """
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        yield
+        return
+    sys.modules["rfc3987_syntax"] = None  # makes `import rfc3987_syntax` raise ImportError
+    try:
+        import jsonschema._format  # noqa: F401  (registers the format checkers it can)
+    finally:
+        if sys.modules.get("rfc3987_syntax", 0) is None:
+            del sys.modules["rfc3987_syntax"]
+    yield
+
+
+def _free_name(folder: Path, stem: str) -> Path:
+    path = folder / f"{stem}.ipynb"
+    i = 1
+    while path.exists():
+        path = folder / f"{stem}-{i}.ipynb"
+        i += 1
+    return path
+
+
+def execute(settings: Settings, kind: str, parameters: dict, *, progress: bool = True,
+            version=None) -> Path:
+    """Execute notebooks/<kind>.ipynb with ``parameters``; return the executed copy in reports/runs/.
+
+    ``version`` is the model version for the file name, or a callable returning it after the run.
+    """
+    with _lean_jsonschema():
+        import papermill as pm
+        from papermill.exceptions import PapermillExecutionError
+
+    source = notebook_path(kind)
+    known = notebook_parameters(source)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise NotebookError(f"{source.name} has no parameter(s) {', '.join(unknown)}; "
+                            f"it takes {', '.join(known)}")
+    runs = settings.runs_dir
+    runs.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    stamp = _stamp()
+    work = _free_name(runs, f"{stamp}-{kind}-running")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    failure = None
+    try:
+        pm.execute_notebook(str(source), str(work), parameters=parameters, progress_bar=progress,
+                            cwd=str(settings.home), kernel_name="python3", language="python",
+                            start_timeout=120, kernel_manager_class=kernel_manager_class(),
+                            shutdown_kernel="immediate")  # every output is saved by then; a graceful
+        # shutdown of a kernel holding Evidently takes seconds
+    except PapermillExecutionError as exc:
+        failure = f"{exc.ename}: {exc.evalue}"
+    name = version() if callable(version) else version
+    final = _free_name(runs, f"{stamp}-{kind}-{name or 'none'}" + ("-failed" if failure else ""))
+    if work.exists():
+        os.replace(work, final)
+    if failure:
+        raise NotebookError(f"{source.name} failed ({failure}); the executed copy is {final}")
+    return final
+
+
+def run_train_notebook(settings: Settings, n_components: int = 3, seed: int = 42, promote: bool = True,
+                       **params) -> Path:
+    """Run notebooks/train.ipynb (train, register, promote by parameter, plots); returns the executed copy.
+
+    Other parameters (data_source, test_size, encoder, classifier, n_neighbors, n_estimators, force,
+    sweep) pass through to the notebook; ``progress=False`` hides papermill's progress bar.
+    """
+    from .registry import Registry
+
+    registry = Registry(settings)
+    before = set(registry.versions())
+
+    def new_version():
+        made = [v for v in registry.versions() if v not in before]
+        return made[-1] if made else None
+
+    progress = bool(params.pop("progress", True))
+    parameters = {"home": str(settings.home), "n_components": int(n_components), "seed": int(seed),
+                  "promote": bool(promote), **params}
+    return execute(settings, TRAIN, parameters, progress=progress, version=new_version)
+
+
+def run_report_notebook(settings: Settings, progress: bool = True, **params) -> Path:
+    """Run notebooks/report.ipynb for the champion; returns the executed copy in reports/runs/.
+
+    Parameters (reference_path, production_path, workspace_path, project_name, output_html) pass
+    through. Raises NotebookError before starting a kernel when there is no model.
+    """
+    from .registry import Registry
+
+    version = Registry(settings).champion()
+    if version is None:  # (not NoChampionError: importing service.py would pull in scikit-learn here)
+        raise NotebookError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
+    parameters = {"home": str(settings.home), **params}
+    return execute(settings, REPORT, parameters, progress=progress, version=version)
+
+
+def run_exploration_notebook(settings: Settings, progress: bool = True, **params) -> Path:
+    """Run notebooks/exploration.ipynb against a home; returns the executed copy in reports/runs/."""
+    from .registry import Registry
+
+    return execute(settings, EXPLORATION, {"home": str(settings.home), **params}, progress=progress,
+                   version=Registry(settings).champion())
