@@ -1,0 +1,437 @@
+"""The dashboard driven in Python: upload, grid edits, labels, feedback until a retrain, download, refresh.
+
+Everything the page would send goes through the same handlers here (FileUpload values, the grid's
+cell-change messages, button clicks). The real dataset reaches the tests through ``trained_home``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mushroom_lib.schema import CODES, FEATURES, LABELS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------- helpers
+def _rows(home: Path, n: int, start: int = 0) -> pd.DataFrame:
+    df = pd.read_csv(home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
+    return df.iloc[start:start + n].reset_index(drop=True)
+
+
+def _csv(frame: pd.DataFrame, header: bool = True) -> bytes:
+    return frame.to_csv(index=False, header=header, lineterminator="\n").encode()
+
+
+@pytest.fixture
+def dash(trained_home):
+    from mushroom_lib.dashboard import Dashboard
+    from mushroom_lib.settings import get_settings
+
+    d = Dashboard(settings=get_settings(trained_home, report_on_promote=False))
+    yield d
+    d.service.close()
+
+
+def _grid_column(d, column: str) -> list:
+    return list(d.grid._data["data"][column])
+
+
+# ------------------------------------------------------------------ upload
+@pytest.mark.parametrize("layout", ["header with class", "header without class", "uci"])
+def test_upload_scores_every_layout_and_fills_the_grid(dash, trained_home, layout):
+    rows = _rows(trained_home, 30)
+    if layout == "header without class":
+        data = _csv(rows.drop(columns=["class"]))
+    elif layout == "uci":
+        data = _csv(rows, header=False)
+    else:
+        data = _csv(rows)
+    assert dash.upload_bytes(data, name="field.csv")
+    assert dash.error_text == ""
+    expected = dash.service.predict(rows[FEATURES])
+    assert len(dash.rows) == 30
+    assert list(dash.rows["prediction"]) == list(expected["prediction"])
+    assert dash.rows["p_poisonous"].tolist() == pytest.approx(expected["p_poisonous"].tolist())
+    assert _grid_column(dash, "prediction") == list(expected["prediction"])
+    assert _grid_column(dash, "row") == list(range(1, 31))  # row numbers people read, 1-based
+    assert "30 rows scored" in dash.messages[-1]
+    if layout == "header with class":  # the file's class is shown as words, never used as the true label
+        assert set(dash.rows["class"]) <= {"edible", "poisonous"}
+        assert (dash.rows["true label"] == "").all()
+
+
+def test_uncertain_rows_are_marked_treat_as_poisonous(dash, trained_home):
+    rows = _rows(trained_home, 8124)
+    dash.upload_bytes(_csv(rows), name="all.csv")
+    scored = dash.service.predict(rows[FEATURES])
+    marks = dash.rows["uncertain"] == "uncertain — treat as poisonous"
+    assert marks.tolist() == scored["uncertain"].tolist()
+    assert (dash.rows.loc[marks, "prediction"] == "poisonous").all()
+
+
+def test_bad_upload_shows_row_column_value_and_codes_and_scores_nothing(dash, trained_home):
+    good = _rows(trained_home, 5)
+    dash.upload_bytes(_csv(good), name="good.csv")
+    before = dash.rows.copy()
+    bad = good.copy()
+    bad.loc[2, "odor"] = "q"
+    assert not dash.upload_bytes(_csv(bad), name="bad.csv")
+    text = dash.error_text
+    assert "bad.csv" in text and "nothing was scored" in text
+    assert "row 3" in text and "'odor'" in text and "'q'" in text
+    assert "a (almond)" in text and "f (foul)" in text  # the valid codes, with their names
+    pd.testing.assert_frame_equal(dash.rows, before)  # the grid still shows the last good file
+    assert dash.upload_bytes(_csv(good), name="good.csv")
+    assert dash.error_text == ""  # the panel clears once a file is fine
+
+
+@pytest.mark.parametrize("data,fragment", [
+    (b"", "empty"),
+    (b'{"cap-shape": "x"}', "JSON"),
+    (b"\x00\x01\x02binary", "binary"),
+    (b"cap-shape;odor\nx;f\n", "delimiter"),
+    (b"cap-shape,odor\nx,f\n", "missing column"),
+])
+def test_malformed_files_are_refused_with_a_message(dash, data, fragment):
+    assert not dash.upload_bytes(data, name="x.csv")
+    assert fragment.lower() in dash.error_text.lower()
+    assert dash.rows is None
+
+
+def test_upload_over_the_cap_is_refused(trained_home):
+    from mushroom_lib.dashboard import Dashboard
+    from mushroom_lib.settings import get_settings
+
+    d = Dashboard(settings=get_settings(trained_home, upload_cap_bytes=1000))
+    assert not d.upload_bytes(b"x" * 1001, name="big.csv")
+    assert "upload cap" in d.error_text and "Nothing was scored" in d.error_text
+    assert d.rows is None
+
+
+def _page_sends(widget, files: list[dict]) -> None:
+    """Apply a FileUpload value the way a comm 'update' from the page does (deserialisation included)."""
+    widget.set_state({"value": files})
+
+
+def test_the_upload_widget_value_is_untrusted(dash, trained_home):
+    data = _csv(_rows(trained_home, 4))
+    file = {"name": "<b>x</b>.csv", "type": "text/csv", "size": 1, "content": memoryview(data), "last_modified": 0}
+    _page_sends(dash.upload, [file])
+    assert len(dash.rows) == 4
+    assert dash.upload.value == ()  # cleared: the bytes are freed and the same file can be chosen again
+    assert "<b>x</b>" not in dash.status.value and "&lt;b&gt;" in dash.status.value  # names are escaped
+    # forged values: no bytes, two files
+    _page_sends(dash.upload, [{**file, "content": "not bytes"}])
+    assert "without file content" in dash.error_text
+    _page_sends(dash.upload, [file, dict(file)])
+    assert "one CSV file" in dash.error_text
+    assert len(dash.rows) == 4
+
+
+def test_html_in_file_values_is_escaped(dash, trained_home):
+    rows = _rows(trained_home, 3)
+    rows.loc[1, "odor"] = "<img src=x onerror=alert(1)>"
+    dash.upload_bytes(_csv(rows), name="x.csv")
+    assert "<img" not in dash.errors.value and "&lt;img" in dash.errors.value
+
+
+# -------------------------------------------------------------------- grid
+def test_editing_a_feature_cell_rescores_that_row_by_position(dash, trained_home):
+    rows = _rows(trained_home, 12)
+    dash.upload_bytes(_csv(rows), name="x.csv")
+    pos = int(rows.index[rows["odor"] == "f"][0]) if (rows["odor"] == "f").any() else 3
+    # the edit arrives with the row *position*; the grid labels rows from 1
+    edited = rows.loc[[pos], FEATURES].copy()
+    edited["odor"] = "n"
+    expected = dash.service.predict(edited).iloc[0]
+    others = dash.rows.drop(index=pos).copy()
+    assert dash.edit_cell(pos, "odor", "none")  # a human name is accepted and stored as its code
+    assert dash.rows.at[pos, "odor"] == "n"
+    assert dash.grid._data["data"].at[pos, "odor"] == "n"
+    assert dash.rows.at[pos, "prediction"] == expected["prediction"]
+    assert dash.rows.at[pos, "p_poisonous"] == pytest.approx(expected["p_poisonous"])
+    assert dash.grid._data["data"].at[pos, "prediction"] == expected["prediction"]
+    pd.testing.assert_frame_equal(dash.rows.drop(index=pos), others)
+    assert f"row {pos + 1}: odor = n" in dash.messages[-1]
+
+
+def test_invalid_edits_are_refused_and_restored(dash, trained_home):
+    rows = _rows(trained_home, 5)
+    dash.upload_bytes(_csv(rows), name="x.csv")
+    old = dash.rows.at[1, "cap-color"]
+    assert not dash.edit_cell(1, "cap-color", "zz")
+    text = dash.error_text
+    assert "row 2" in text and "'cap-color'" in text and "'zz'" in text and "n (brown)" in text
+    assert dash.rows.at[1, "cap-color"] == old and dash.grid._data["data"].at[1, "cap-color"] == old
+    assert not dash.edit_cell(1, "prediction", "edible")
+    assert "computed" in dash.error_text and dash.rows.at[1, "prediction"] == rows.pipe(
+        lambda r: dash.service.predict(r[FEATURES]))["prediction"][1]
+    assert not dash.edit_cell(1, "true label", "maybe")
+    assert "not a label" in dash.error_text and dash.rows.at[1, "true label"] == ""
+
+
+@pytest.mark.parametrize("content", [
+    {"event_type": "cell-changed", "row": 10 ** 6, "column_index": 0, "value": "edible"},
+    {"event_type": "cell-changed", "row": -1, "column_index": 0, "value": "edible"},
+    {"event_type": "cell-changed", "row": True, "column_index": 0, "value": "edible"},
+    {"event_type": "cell-changed", "row": "0", "column_index": 0, "value": "edible"},
+    {"event_type": "cell-changed", "row": 0, "column_index": 999, "value": "edible"},
+    {"event_type": "cell-changed", "row": 0, "column_index": None, "value": "edible"},
+])
+def test_malformed_grid_messages_change_nothing(dash, trained_home, content):
+    dash.upload_bytes(_csv(_rows(trained_home, 3)), name="x.csv")
+    before, grid_before = dash.rows.copy(), dash.grid._data["data"].copy()
+    dash.grid._on_page_msg(dash.grid, content, [])
+    pd.testing.assert_frame_equal(dash.rows, before)
+    pd.testing.assert_frame_equal(dash.grid._data["data"], grid_before)  # ipydatagrid would have grown it
+    assert "malformed" in dash.error_text
+
+
+def test_odd_values_in_an_edit_are_handled(dash, trained_home):
+    dash.upload_bytes(_csv(_rows(trained_home, 3)), name="x.csv")
+    ti = dash.grid.columns().index("true label")
+    dash.grid._on_page_msg(dash.grid, {"event_type": "cell-changed", "row": 0, "column_index": ti,
+                                       "value": {"__proto__": 1}}, [])
+    assert "not a label" in dash.error_text
+    dash.grid._on_page_msg(dash.grid, {"event_type": "cell-changed", "row": 0, "column_index": ti,
+                                       "value": "x" * 100_000}, [])
+    assert dash.rows.at[0, "true label"] == ""
+    dash.grid._on_page_msg(dash.grid, {"event_type": "cell-changed", "row": 0, "column_index": ti,
+                                       "value": " Poisonous "}, [])
+    assert dash.rows.at[0, "true label"] == "poisonous"
+
+
+# ---------------------------------------------------------------- feedback
+def test_label_in_the_grid_send_until_a_retrain_then_the_grid_refreshes(dash, trained_home):
+    rows = _rows(trained_home, 20)
+    dash.upload_bytes(_csv(rows), name="field.csv")
+    assert dash.badge_text.startswith("model v0001")
+    assert "10 of 10 until the next retrain" in dash.until.value
+    labels = [LABELS[c] for c in rows["class"]]
+
+    dash.set_true_labels({i: labels[i] for i in range(4)})
+    assert dash.labelled_count() == 4
+    receipt = dash.send_labelled()
+    assert receipt.rows_written == 4 and not receipt.retrain_pending
+    assert "6 of 10 until the next retrain" in dash.until.value
+    assert list(dash.rows["sent"][:4]) == ["yes"] * 4 and _grid_column(dash, "sent")[:4] == ["yes"] * 4
+    assert dash.send_labelled() is None and "no labelled rows" in dash.error_text  # nothing twice
+
+    dash.set_true_labels({i: labels[i][0] for i in range(4, 10)})  # e/p work too
+    receipt = dash.send_labelled()
+    assert receipt.rows_written == 6 and receipt.retrain_pending
+    assert dash.pending.layout.display is None and "retraining" in dash.pending.value
+    dash.wait_for_retrain(timeout=180)
+    final = receipt.future.result()
+    assert final.retrained and final.promoted, final.reason
+    assert dash.pending.layout.display == "none"
+    assert dash.service.model_version == "v0002"
+    assert dash.badge_text.startswith("model v0002")
+    assert "accuracy" in dash.badge_text  # the metrics delta
+    assert "10 of 10 until the next retrain" in dash.until.value
+    # the grid shows the new model's predictions
+    expected = dash.service.predict(rows[FEATURES])
+    assert dash.rows["p_poisonous"].tolist() == pytest.approx(expected["p_poisonous"].tolist())
+    assert _grid_column(dash, "prediction") == list(expected["prediction"])
+    assert set(dash.download_frame()["model_version"]) == {"v0002"}
+    stored = dash.service.store.read()
+    assert len(stored) == 10 and set(stored["source"]) == {"dashboard"}
+    assert list(stored["target"]) == labels[:10]
+
+
+def test_send_one_row(dash, trained_home):
+    rows = _rows(trained_home, 6)
+    dash.upload_bytes(_csv(rows), name="x.csv")
+    assert dash.send_row(3) is None and "no true label" in dash.error_text
+    dash.edit_cell(2, "true label", LABELS[rows.at[2, "class"]])
+    dash.edit_cell(4, "true label", LABELS[rows.at[4, "class"]])
+    receipt = dash.send_row(3)
+    assert receipt.rows_written == 1
+    assert list(dash.rows["sent"]) == ["", "", "yes", "", "", ""]
+    assert "9 of 10 until the next retrain" in dash.until.value
+    assert dash.send_row(99) is None and "no row 99" in dash.error_text
+    stored = dash.service.store.read()
+    assert len(stored) == 1 and stored.iloc[0]["odor"] == rows.at[2, "odor"]
+
+
+def test_a_refused_candidate_is_reported_in_the_badge(dash, trained_home):
+    rows = _rows(trained_home, 10)
+    dash.upload_bytes(_csv(rows), name="x.csv")
+    receipt = type("R", (), {"retrained": True, "promoted": False, "candidate_version": "v0002",
+                             "reason": "false_edible would rise from 0 to 3 on the holdout",
+                             "model_version": "v0001", "rows_until_retrain": 10, "metrics_delta": {}})()
+    dash._on_feedback_done(receipt)
+    assert "candidate v0002 refused: false_edible would rise" in dash.badge_text
+    assert dash.badge_text.startswith("model v0001")
+
+
+# ------------------------------------------------------------ model refresh
+def test_a_promotion_elsewhere_shows_at_the_next_interaction(dash, trained_home):
+    from mushroom_lib.settings import get_settings
+    from mushroom_lib.training import train
+
+    rows = _rows(trained_home, 8)
+    dash.upload_bytes(_csv(rows), name="x.csv")
+    assert dash.badge_text.startswith("model v0001")
+    # another kernel / the CLI trains and promotes a new champion
+    result = train(get_settings(trained_home, report_on_promote=False), force=True)
+    assert result.promoted and result.version == "v0002"
+    assert dash.badge_text.startswith("model v0001")  # nothing polls in the background
+    dash.edit_cell(0, "true label", "edible")  # any interaction
+    assert dash.badge_text.startswith("model v0002") and "promoted elsewhere" in dash.badge_text
+    assert set(dash.download_frame()["model_version"]) == {"v0002"}
+    assert dash.rows.at[0, "true label"] == "edible"
+
+
+# ------------------------------------------------------------- manual form
+def test_manual_form_predicts_one_mushroom_with_human_names(dash, trained_home):
+    row = _rows(trained_home, 1, start=7).iloc[0]
+    assert dash.predict_manual() is None and "choose:" in dash.manual_result.value
+    for f in FEATURES:
+        labels = [label for label, _ in dash.form[f].options]
+        assert all(CODES[f][code] in label for label, code in dash.form[f].options)
+        assert len(labels) == len(CODES[f])
+        dash.form[f].value = row[f]
+    scored = dash.predict_manual()
+    expected = dash.service.predict(pd.DataFrame([row[FEATURES]])).iloc[0]
+    assert scored["prediction"] == expected["prediction"]
+    assert expected["prediction"] in dash.manual_result.value
+    dash.add_manual_row()
+    assert len(dash.rows) == 1 and dash.row_numbers == [1]
+    assert dash.rows.at[0, "prediction"] == expected["prediction"]
+
+
+# -------------------------------------------------------------------- plot
+def test_pca_view_shows_user_rows_over_the_reference_cloud(dash, trained_home):
+    dash.show_plot()
+    names = [t.name for t in dash.figure.data]
+    assert names == ["reference: edible", "reference: poisonous"]
+    assert sum(len(t.x) for t in dash.figure.data) == 8124
+    rows = _rows(trained_home, 25)
+    dash.upload_bytes(_csv(rows), name="x.csv")
+    names = [t.name for t in dash.figure.data]
+    assert "your rows: edible" in names and "your rows: poisonous" in names
+    mine = sum(len(t.x) for t in dash.figure.data if t.name.startswith("your rows"))
+    assert mine == 25
+
+
+def test_the_3d_view_is_built_when_its_section_opens(dash):
+    assert dash.figure is None
+    dash.sections.selected_index = 1
+    assert dash.figure is not None
+
+
+# ---------------------------------------------------------------- download
+def test_download_neutralises_formula_cells(dash, trained_home):
+    rows = _rows(trained_home, 6)
+    rows["note"] = ["=HYPERLINK(\"http://x\")", "+1+2", "-3", "@SUM(A1)", "plain", "\tTAB"]
+    dash.upload_bytes(_csv(rows), name="notes.csv")
+    dash.edit_cell(0, "true label", "poisonous")
+    data = dash.prepare_download()
+    assert "download" in dash.download_link.value and "data:text/csv" in dash.download_link.value
+    table = list(csv.reader(io.StringIO(data.decode())))
+    header, body = table[0], table[1:]
+    assert header[:2] == ["row", "cap-shape"] and "prediction" in header and "p_poisonous" in header
+    notes = [r[header.index("note")] for r in body]
+    assert notes == ["'=HYPERLINK(\"http://x\")", "'+1+2", "'-3", "'@SUM(A1)", "plain", "'\tTAB"]
+    for r in body:
+        assert not any(cell[:1] in ("=", "+", "-", "@") for cell in r)
+    assert body[0][header.index("true label")] == "poisonous"
+    assert [r[header.index("odor")] for r in body] == list(rows["odor"])
+    assert all(0.0 <= float(r[header.index("p_poisonous")]) <= 1.0 for r in body)
+
+
+def test_download_before_any_upload_says_so(dash):
+    assert dash.prepare_download() is None
+    assert "nothing to download" in dash.error_text
+
+
+# ---------------------------------------------------------------- plumbing
+def test_widgets_carry_the_css_hooks(dash, trained_home):
+    dash.upload_bytes(_csv(_rows(trained_home, 2)), name="x.csv")
+    hooks = {"mushroom-upload": dash.upload, "mushroom-grid": dash.grid, "mushroom-errors": dash.errors,
+             "mushroom-submit-feedback": dash.send_labelled_button, "mushroom-model-version": dash.badge,
+             "mushroom-pending": dash.pending, "mushroom-manual-form": dash.manual_form,
+             "mushroom-download": dash.download_box}
+    for cls, widget in hooks.items():
+        assert cls in widget._dom_classes, cls
+
+
+def test_importing_the_dashboard_module_is_light():
+    code = ("import sys, mushroom_lib.dashboard; "
+            "print(sorted(m for m in ('evidently', 'ipywidgets', 'plotly', 'ipydatagrid', 'sklearn', 'voila') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_building_the_dashboard_does_not_import_evidently(trained_home):
+    code = ("import sys; from mushroom_lib.dashboard import Dashboard; d = Dashboard(); "
+            "print('evidently' in sys.modules, 'ipydatagrid' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_notebook_only_builds_and_shows_the_dashboard():
+    nb = json.loads((ROOT / "dashboards" / "app.ipynb").read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert len(code) == 1
+    assert not code[0]["outputs"] and code[0]["execution_count"] is None
+    source = "".join(code[0]["source"])
+    assert "from mushroom_lib.dashboard import Dashboard" in source and "Dashboard().show()" in source
+
+
+def test_voila_configuration():
+    from mushroom_lib.dashboard import TEMPLATE_ROOT, voila_config
+
+    c = voila_config(8866, cull_idle_seconds=300, cull_interval=30)
+    assert c.Voila.ip == "127.0.0.1" and c.Voila.port == 8866 and c.Voila.port_retries == 0
+    assert c.VoilaConfiguration.preheat_kernel is True and c.VoilaConfiguration.default_pool_size == 1
+    assert c.MappingKernelManager.cull_idle_timeout == 300 and c.MappingKernelManager.cull_connected is False
+    assert c.VoilaConfiguration.template == "mushroom"
+    template = (TEMPLATE_ROOT / "voila" / "templates" / "mushroom" / "index.html.j2").read_text()
+    assert "http://" not in template and "https://" not in template  # nothing from a CDN
+
+
+def test_serve_refuses_without_a_model(home):
+    from mushroom_lib.dashboard import serve
+    from mushroom_lib.service import NoChampionError
+    from mushroom_lib.settings import get_settings
+
+    with pytest.raises(NoChampionError):
+        serve(get_settings(home), port=0)
+    out = subprocess.run([sys.executable, "-m", "mushroom_lib.cli", "--home", str(home), "dashboard"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "mushroom: error: no trained model" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_serve_refuses_a_busy_port(trained_home):
+    import socket
+
+    from mushroom_lib.dashboard import serve
+    from mushroom_lib.settings import get_settings
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(OSError, match="in use"):
+            serve(get_settings(trained_home), port=port)
+
+
+def test_neutralize():
+    from mushroom_lib.dashboard import neutralize
+
+    assert neutralize("=1+1") == "'=1+1" and neutralize("-x") == "'-x" and neutralize("@a") == "'@a"
+    assert neutralize("+a") == "'+a" and neutralize("ok") == "ok" and neutralize(0.5) == 0.5
