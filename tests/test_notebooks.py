@@ -1,0 +1,174 @@
+"""The notebooks, executed by papermill on the real data: what they produce, and that they stay clean.
+
+train.ipynb trains and plots, report.ipynb writes the Evidently HTML and one workspace snapshot per run
+(also through the exact command the feedback loop starts after a promotion), exploration.ipynb runs
+through; executed copies land in reports/runs/ named by UTC time and model version, without errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mushroom_lib import runner
+from mushroom_lib.data import load_dataset
+from mushroom_lib.registry import Registry
+from mushroom_lib.service import ModelService
+from mushroom_lib.settings import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ("train", "report", "exploration")
+PLOTLY = "application/vnd.plotly.v1+json"
+
+
+def outputs(path: Path) -> list[dict]:
+    nb = nbformat.read(str(path), as_version=4)
+    return [out for cell in nb.cells if cell.cell_type == "code" for out in cell.get("outputs", [])]
+
+
+def assert_clean(path: Path) -> None:
+    """No error output, no traceback or warning text on stderr."""
+    for out in outputs(path):
+        assert out["output_type"] != "error", f"{path.name}: {out.get('ename')}: {out.get('evalue')}"
+        if out["output_type"] == "stream":
+            assert "Traceback" not in out["text"], out["text"][:2000]
+            assert out["name"] != "stderr", f"{path.name} wrote to stderr: {out['text'][:2000]}"
+
+
+def text_of(path: Path) -> str:
+    parts = []
+    for out in outputs(path):
+        if out["output_type"] == "stream":
+            parts.append(out["text"])
+        for key in ("text/markdown", "text/plain"):
+            if key in out.get("data", {}):
+                parts.append(out["data"][key])
+    return "\n".join(parts)
+
+
+def snapshots(workspace: Path) -> list[Path]:
+    return sorted(workspace.glob("*/snapshots/*.json"))
+
+
+def submit(home: Path, n: int, seed: int) -> None:
+    settings = get_settings(home, k=10**9)  # no retrain while filling prod_data.csv
+    ModelService(settings=settings).submit_feedback(load_dataset(settings).sample(n, random_state=seed),
+                                                    source="test")
+
+
+# ------------------------------------------------------------------------------------------ the files
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebooks_are_committed_clean_with_a_parameters_cell(name):
+    nb = nbformat.read(str(ROOT / "notebooks" / f"{name}.ipynb"), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and "home = None" in tagged[0].source
+    for cell in code:  # notebooks call the library; no definitions or loops of their own
+        assert not re.search(r"^\s*(def|class|for|while|if|with|try)\b", cell.source, re.M), cell.source
+
+
+def test_notebooks_are_found_through_MUSHROOM_NOTEBOOKS(tmp_path, monkeypatch):
+    (tmp_path / "report.ipynb").write_text((ROOT / "notebooks" / "report.ipynb").read_text())
+    monkeypatch.setenv("MUSHROOM_NOTEBOOKS", str(tmp_path))
+    assert runner.notebook_path("report") == tmp_path / "report.ipynb"
+    assert runner.notebook_path("train") == ROOT / "notebooks" / "train.ipynb"
+
+
+def test_unknown_parameters_and_missing_model_are_one_line_errors(home):
+    with pytest.raises(runner.NotebookError, match="has no parameter"):
+        runner.execute(get_settings(home), "report", {"hmoe": "x"})
+    out = subprocess.run([sys.executable, "-m", "mushroom_lib.cli", "report"], capture_output=True, text=True,
+                         env={**os.environ, "MUSHROOM_HOME": str(home)}, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("mushroom: error: no trained model")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------ executed
+def test_train_notebook_trains_registers_promotes_and_plots(trained_home):
+    settings = get_settings(trained_home)
+    path = runner.run_train_notebook(settings, n_components=3, seed=42, promote=True, progress=False,
+                                     sweep=[2, 3, 5])
+    assert path.parent == settings.runs_dir
+    assert re.fullmatch(r"\d{8}T\d{6}Z-train-v0002\.ipynb", path.name)
+    assert_clean(path)
+    assert Registry(settings).champion() == "v0002"
+    figures = [out["data"][PLOTLY] for out in outputs(path) if PLOTLY in out.get("data", {})]
+    titles = [f["layout"]["title"]["text"] for f in figures]
+    assert len(figures) == 5, titles
+    assert any("explained variance" in t for t in titles)
+    assert any(d["type"] == "scatter3d" for d in figures[1]["data"])
+    assert any("confusion matrix" in t for t in titles)
+    assert any("threshold" in json.dumps(f["layout"]) for f in figures)
+    assert [d["x"] for d in figures[4]["data"]][0] == [2, 3, 5]  # false_edible against n_components
+
+
+def test_report_notebook_writes_html_and_one_snapshot_per_run(trained_home):
+    settings = get_settings(trained_home)
+    submit(trained_home, 60, seed=1)
+    first = runner.run_report_notebook(settings, progress=False)
+    assert re.fullmatch(r"\d{8}T\d{6}Z-report-v0001\.ipynb", first.name)
+    assert_clean(first)
+    html = sorted(settings.reports_dir.glob("*-monitoring.html"))
+    assert len(html) == 1
+    page = html[0].read_text()
+    assert "Accuracy" in page and "F1" in page and "drift" in page.lower()
+    assert "Data drift" in text_of(first) and "accuracy" in text_of(first)
+    assert len(snapshots(settings.workspace_dir)) == 1
+
+    # the exact command ModelService starts in the background after a promotion
+    cmd = [sys.executable, "-m", "mushroom_lib.cli", "--home", str(settings.home), "report", "--quiet"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "DO_NOT_TRACK": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == ""
+    assert len(snapshots(settings.workspace_dir)) == 2
+    assert len(list(settings.reports_dir.glob("*-monitoring.html"))) == 2
+    assert len([p for p in settings.workspace_dir.iterdir() if (p / "metadata.json").exists()]) == 1
+    runs = sorted(settings.runs_dir.glob("*.ipynb"))
+    assert len(runs) == 2 and all(r.name.endswith("-report-v0001.ipynb") for r in runs)
+
+
+def test_report_notebook_without_production_rows_says_so(trained_home):
+    settings = get_settings(trained_home)
+    path = runner.run_report_notebook(settings, progress=False)
+    assert_clean(path)
+    assert "No production rows yet" in text_of(path)
+    assert not list(settings.reports_dir.glob("*-monitoring.html"))
+    assert not snapshots(settings.workspace_dir)
+
+
+def test_exploration_notebook_runs_through(trained_home):
+    path = runner.run_exploration_notebook(get_settings(trained_home), progress=False)
+    assert_clean(path)
+    kinds = [out["data"][PLOTLY]["data"][0]["type"] for out in outputs(path) if PLOTLY in out.get("data", {})]
+    assert kinds == ["bar", "bar", "scatter3d"]
+    assert "foul" in text_of(path)  # the codes table names what each code means
+
+
+def test_promotion_by_the_feedback_loop_produces_a_report_in_the_background(trained_home):
+    settings = get_settings(trained_home, k=10, report_on_promote=True)
+    service = ModelService(settings=settings)
+    receipt = service.submit_feedback(load_dataset(settings).sample(10, random_state=21), source="test")
+    assert receipt.promoted, receipt.reason
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        done = [p for p in settings.runs_dir.glob("*-report-*.ipynb") if "running" not in p.name]
+        if done:
+            break
+        time.sleep(1)
+    assert done, "no executed report notebook appeared after the promotion"
+    assert done[0].name.endswith(f"-report-{receipt.model_version}.ipynb")
+    assert_clean(done[0])
+    assert len(snapshots(settings.workspace_dir)) == 1
