@@ -7,12 +7,14 @@ layouts, any column order, extra columns, a class column) are scored like the pl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import shutil
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +58,22 @@ def run_many(argvs: list[list[str]]) -> list[Run]:
     """Several independent commands at once (each its own process)."""
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return list(pool.map(lambda a: run(*a), argvs))
+
+
+def run_main(*args: str) -> Run:
+    """``mushroom_lib.cli.main`` (what the console script calls) in this process: same code, no startup cost.
+
+    An exception that escapes main() fails the test outright, as a traceback would.
+    """
+    from mushroom_lib import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return Run(code, out.getvalue(), err.getvalue())
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -137,19 +155,25 @@ def served_home(_trained_template, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bad_runs(served_home, tmp_path_factory):
-    """Run `mushroom predict -o` and `mushroom feedback` on every bad input; record before/after."""
+    """Every bad input through `mushroom predict -o` (the console script, one process each) and
+    `mushroom feedback` (cli.main in this process); the home's files before and after."""
     folder = tmp_path_factory.mktemp("bad")
     before = snapshot(served_home)
-    argvs, keys = [], []
+    argvs = {}
     for name, (build, _) in BAD_INPUTS.items():
         for command in ("predict", "feedback"):
             path = folder / f"{command}-{name}.csv"
             path.write_bytes(build(_base(with_class=command == "feedback")))
             cap = ["--max-mb", "0.002"] if name == "over_size_cap" else []
             out = ["-o", str(folder / f"{command}-{name}.out.csv")] if command == "predict" else []
-            argvs.append(["--home", str(served_home), command, str(path), *out, *cap])
-            keys.append((command, name))
-    results = dict(zip(keys, run_many(argvs)))
+            argvs[(command, name)] = ["--home", str(served_home), command, str(path), *out, *cap]
+    results = {}
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        pending = {k: pool.submit(run, *a) for k, a in argvs.items() if k[0] == "predict"}
+        for key, args in argvs.items():
+            if key[0] == "feedback":
+                results[key] = run_main(*args)
+        results.update({k: f.result() for k, f in pending.items()})
     return {"runs": results, "before": before, "after": snapshot(served_home), "folder": folder}
 
 
@@ -186,7 +210,7 @@ def test_feedback_label_problems(served_home, tmp_path):
     no_label.write_bytes(_csv(df.drop(columns="class")))
     words_wrong.write_bytes(_csv(_set(df, 4, "class", "maybe")))
     ints.write_bytes(_csv(df.assign(**{"class": np.arange(len(df)) % 2})))
-    r1, r2, r3 = run_many([["--home", str(served_home), "feedback", str(p)] for p in (no_label, words_wrong, ints)])
+    r1, r2, r3 = (run_main("--home", str(served_home), "feedback", str(p)) for p in (no_label, words_wrong, ints))
     assert_clean_failure(r1, "true label", "class")
     assert_clean_failure(r2, "row 5", "'maybe'", "e/edible or p/poisonous")
     assert_clean_failure(r3, "row 1", "label '0'")
@@ -200,8 +224,8 @@ def test_missing_champion_says_how_to_train(tmp_path):
     path.write_bytes(_csv(_base(False)))
     fb = tmp_path / "fb.csv"
     fb.write_bytes(_csv(_base(True)))
-    r1, r2 = run_many([["--home", str(home), "predict", str(path), "-o", str(tmp_path / "out.csv")],
-                       ["--home", str(home), "feedback", str(fb)]])
+    r1 = run("--home", str(home), "predict", str(path), "-o", str(tmp_path / "out.csv"))
+    r2 = run_main("--home", str(home), "feedback", str(fb))
     for r in (r1, r2):
         assert_clean_failure(r, "mushroom train")
     assert not (tmp_path / "out.csv").exists()
@@ -228,29 +252,26 @@ def _read_out(text_or_path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def fine_runs(served_home, real_rows, tmp_path_factory):
+    """Awkward-but-valid files through the console script (one process each, run side by side)."""
     folder = tmp_path_factory.mktemp("fine")
     feats = real_rows.drop(columns="class")
     flipped = real_rows.assign(**{"class": real_rows["class"].map({"e": "p", "p": "e"})})
-    shuffled_cols = list(np.random.default_rng(0).permutation(list(real_rows.columns)))
+    shuffled_cols = list(np.random.default_rng(0).permutation([*real_rows.columns, "site", "picker"]))
+    extra = real_rows.assign(site=[f"plot-{i}" for i in range(len(real_rows))], picker="ann")
     variants = {
-        "plain": _csv(feats),
+        "plain": _csv(feats),                                    # scored to stdout (no -o)
         "with_class": _csv(real_rows),
         "class_flipped": _csv(flipped),
-        "bom": b"\xef\xbb\xbf" + _csv(feats),
-        "crlf": _csv(feats).replace(b"\n", b"\r\n"),
-        "quoted": _csv(feats, quoting=1),
+        "bom_crlf_quoted": b"\xef\xbb\xbf" + _csv(feats, quoting=1).replace(b"\n", b"\r\n"),
         "uci_headerless": _csv(real_rows, header=False),
-        "shuffled": _csv(real_rows[shuffled_cols]),
-        "extra": _csv(feats.assign(site=[f"plot-{i}" for i in range(len(feats))], picker="ann")),
+        "shuffled_extra": _csv(extra[shuffled_cols]),            # any column order, two extra columns
     }
     argvs = []
     for name, data in variants.items():
         (folder / f"{name}.csv").write_bytes(data)
-        argvs.append(["--home", str(served_home), "predict", str(folder / f"{name}.csv"),
-                      "-o", str(folder / f"{name}.out.csv")])
-    argvs.append(["--home", str(served_home), "predict", str(folder / "plain.csv")])  # stdout
-    results = run_many(argvs)
-    runs = dict(zip([*variants, "stdout"], results))
+        out = [] if name == "plain" else ["-o", str(folder / f"{name}.out.csv")]
+        argvs.append(["--home", str(served_home), "predict", str(folder / f"{name}.csv"), *out])
+    runs = dict(zip(variants, run_many(argvs)))
     return {"runs": runs, "folder": folder, "shuffled_cols": shuffled_cols}
 
 
@@ -258,6 +279,9 @@ def _out(fine_runs, name) -> pd.DataFrame:
     r = fine_runs["runs"][name]
     assert r.returncode == 0, f"{name}: {r.stderr}"
     assert "Traceback" not in r.stderr
+    if name == "plain":
+        assert not (fine_runs["folder"] / "plain.out.csv").exists()
+        return _read_out(r.stdout)
     return _read_out(fine_runs["folder"] / f"{name}.out.csv")
 
 
@@ -277,6 +301,13 @@ def test_output_columns_and_values(fine_runs, real_rows):
     assert (out["prediction"] == truth).mean() >= 0.9
 
 
+def test_without_o_the_csv_goes_to_stdout(fine_runs, real_rows):
+    out = _out(fine_runs, "plain")  # parsed from stdout
+    assert list(out.columns) == [*FEATURES, *OUT_COLUMNS] and len(out) == len(real_rows)
+    pd.testing.assert_frame_equal(out, _out(fine_runs, "with_class").drop(columns="class"))
+    assert "warning" not in fine_runs["runs"]["plain"].stderr
+
+
 def test_class_column_is_kept_but_not_used(fine_runs):
     plain, given, flipped = (_out(fine_runs, n) for n in ("plain", "with_class", "class_flipped"))
     for other in (given, flipped):
@@ -284,7 +315,7 @@ def test_class_column_is_kept_but_not_used(fine_runs):
     assert (given["class"] != flipped["class"]).all()
 
 
-@pytest.mark.parametrize("name", ["bom", "crlf", "quoted", "uci_headerless", "shuffled", "extra"])
+@pytest.mark.parametrize("name", ["bom_crlf_quoted", "uci_headerless", "shuffled_extra"])
 def test_awkward_but_valid_files_score_like_the_plain_one(fine_runs, name):
     plain = _out(fine_runs, "plain")
     out = _out(fine_runs, name)
@@ -292,24 +323,13 @@ def test_awkward_but_valid_files_score_like_the_plain_one(fine_runs, name):
     pd.testing.assert_frame_equal(out[FEATURES], plain[FEATURES])
 
 
-def test_input_column_order_is_kept(fine_runs):
-    out = _out(fine_runs, "shuffled")
+def test_input_column_order_and_extra_columns_are_kept_and_warned(fine_runs):
+    out = _out(fine_runs, "shuffled_extra")
     assert list(out.columns) == [*fine_runs["shuffled_cols"], *OUT_COLUMNS]
-
-
-def test_extra_columns_are_kept_and_named_in_a_warning(fine_runs):
-    out = _out(fine_runs, "extra")
     assert list(out["site"]) == [f"plot-{i}" for i in range(len(out))] and set(out["picker"]) == {"ann"}
-    warning = [ln for ln in fine_runs["runs"]["extra"].stderr.splitlines() if "warning" in ln]
-    assert warning and "site" in warning[0] and "picker" in warning[0]
-    assert "warning" not in fine_runs["runs"]["plain"].stderr
-
-
-def test_without_o_the_csv_goes_to_stdout(fine_runs):
-    r = fine_runs["runs"]["stdout"]
-    assert r.returncode == 0, r.stderr
-    pd.testing.assert_frame_equal(_read_out(r.stdout), _out(fine_runs, "plain"))
-    assert not (fine_runs["folder"] / "stdout.out.csv").exists()
+    warning = [ln for ln in fine_runs["runs"]["shuffled_extra"].stderr.splitlines() if "warning" in ln]
+    assert len(warning) == 1 and "site" in warning[0] and "picker" in warning[0]
+    assert "class" not in warning[0]  # the class column is expected, not "extra"
 
 
 def test_unseen_but_valid_code_is_flagged(tmp_path):
@@ -357,6 +377,9 @@ def _service_cases():
         "dict_missing_key": ([{**df.iloc[0].to_dict()}, {k: v for k, v in df.iloc[1].items() if k != "odor"}],
                              "row 2, column 'odor' is empty"),
         "positional_array": (pd.DataFrame(df.to_numpy()), "no header"),
+        "one_dict_invalid_code": ({**df.iloc[0].to_dict(), "odor": "z"}, "row 1, column 'odor' has 'z'"),
+        "one_dict_missing_key": ({k: v for k, v in df.iloc[0].items() if k != "habitat"}, "habitat"),
+        "one_dict_padded_code": ({**df.iloc[0].to_dict(), "odor": "zz "}, "row 1, column 'odor' has 'zz'"),
     }
 
 
