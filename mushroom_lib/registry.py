@@ -36,6 +36,14 @@ class RegistryError(RuntimeError):
     """A version is missing, damaged, tampered with or unsafe to load."""
 
 
+def _read_json(path: Path):
+    """read_json, with a damaged file reported as a RegistryError naming it."""
+    try:
+        return read_json(path)
+    except ValueError as exc:
+        raise RegistryError(f"{path} is damaged (not valid JSON: {exc})") from None
+
+
 def utc_now() -> str:
     """Current UTC time, ISO 8601 with a Z."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -93,18 +101,26 @@ class Registry:
     def metadata(self, version: str) -> dict:
         """metadata.json of a version."""
         version = version_name(parse_version(version))
-        meta = read_json(self.models_dir / version / "metadata.json")
+        meta = _read_json(self.models_dir / version / "metadata.json")
         if meta is None:
             raise RegistryError(f"no model version {version} (known: {', '.join(self.versions()) or 'none'})")
         return meta
 
     def champion(self) -> str | None:
         """The serving version named by champion.json, or None before the first training."""
-        data = read_json(self.champion_path)
+        data = self.champion_record()
         return data.get("version") if data else None
 
     def champion_record(self) -> dict | None:
-        return read_json(self.champion_path)
+        """champion.json as a dict (None before the first promotion)."""
+        fix = "repair it with `mushroom models promote vNNNN`"
+        try:
+            data = _read_json(self.champion_path)
+        except RegistryError as exc:
+            raise RegistryError(f"{exc}; {fix}") from None
+        if data is not None and not (isinstance(data, dict) and isinstance(data.get("version"), str)):
+            raise RegistryError(f"{self.champion_path} names no version; {fix}")
+        return data
 
     def champion_stamp(self) -> tuple | None:
         """A cheap fingerprint of champion.json (changes whenever the pointer is replaced)."""
@@ -195,7 +211,10 @@ class Registry:
         version = version_name(parse_version(version))
         self.load(version)  # refuse to point at a model that cannot serve
         with self._lock():
-            previous = self.champion()
+            try:
+                previous = self.champion()
+            except RegistryError:  # a damaged pointer is what this promotion repairs
+                previous = None
             atomic_write_json(self.champion_path, {"version": version, "previous": previous,
                                                    "promoted_utc": utc_now(), "reason": reason})
         if previous and previous != version:

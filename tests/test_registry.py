@@ -217,6 +217,16 @@ def test_every_supported_pipeline_round_trips(home, encoder, classifier):
     assert (M.p_poisonous(loaded.pipeline, rows) == M.p_poisonous(pipe, rows)).all()
 
 
+def test_damaged_pointer_is_named_and_promote_repairs_it(trained_home):
+    s = get_settings(trained_home)
+    s.champion_path.write_text('{"version": "v00')  # edited by hand and cut short
+    line = one_error_line(run("--home", str(trained_home), "predict", str(_write_query(trained_home))))
+    assert "champion.json" in line and "models promote" in line
+    res = run("--home", str(trained_home), "models", "promote", "v0001")
+    assert res.returncode == 0, res.stderr
+    assert ModelService(trained_home).predict(query_rows(trained_home))["model_version"][0] == "v0001"
+
+
 # ---------------------------------------------------------------- models list | promote | rollback
 def test_models_list_promote_rollback(trained_home):
     s = get_settings(trained_home)
