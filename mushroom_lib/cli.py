@@ -42,6 +42,8 @@ def _config_from(args):
     for name in ("n_components", "seed", "encoder", "classifier", "n_neighbors", "n_estimators"):
         value = getattr(args, name, None)
         if value is not None:
+            if name != "seed" and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
             setattr(base, name, value)
     return base
 
@@ -71,6 +73,8 @@ def cmd_train(settings, args) -> int:
 
 
 def cmd_predict(settings, args) -> int:
+    if args.max_mb <= 0:
+        raise ValueError(f"--max-mb must be above 0, not {args.max_mb}")
     from .predict_file import predict_file
 
     predict_file(settings, args.input, args.output, size_cap=int(args.max_mb * 1024 * 1024),

@@ -200,3 +200,10 @@ def test_new_dataset_needs_a_resplit(trained_home, real_data, tmp_path):
 def test_train_without_data_says_what_to_run(home):
     res = run("--home", str(home), "train")
     assert res.returncode == 2 and "mushroom data" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("option", [["--n-components", "0"], ["--n-neighbors", "0"], ["--n-estimators", "-3"]])
+def test_train_refuses_nonsense_options(home, option):
+    res = run("--home", str(home), "train", *option)
+    assert res.returncode == 2 and option[0] in res.stderr and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
