@@ -207,3 +207,11 @@ def test_train_refuses_nonsense_options(home, option):
     res = run("--home", str(home), "train", *option)
     assert res.returncode == 2 and option[0] in res.stderr and "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_uncertain_band_is_called_poisonous():
+    """Rows called poisonous only because of the safety threshold are the uncertain ones."""
+    p = np.array([0.0, 0.019, 0.02, 0.3, 0.499, 0.5, 0.9])
+    assert list(M.decide(p, 0.02)) == [0, 0, 1, 1, 1, 1, 1]
+    assert list(M.uncertain(p, 0.02)) == [False, False, True, True, True, False, False]
+    assert not M.uncertain(p, 0.5).any()  # at the plain 0.5 threshold there is no band
