@@ -1,31 +1,571 @@
-"""Scoring a whole CSV file with the champion (the ``mushroom predict`` path)."""
+"""Scoring a whole CSV file with the champion (the ``mushroom predict`` path).
+
+The file is streamed, so memory stays flat whatever its size:
+
+1. **The head** (the first 256 KiB, cut at a line end) goes through ``schema.read_csv_bytes``: the same checks
+   and messages as the in-memory reader for an empty, binary, JSON, UTF-16 or non-UTF-8 file, a wrong
+   delimiter, a ragged row in the first lines, and the layout (header, or headerless UCI / features only).
+   The column names go through ``schema.validate_frame`` (missing, misspelled, duplicated columns; the
+   warning naming extra columns).
+2. **The body** is read by pyarrow's streaming CSV reader in blocks of ``BLOCK_BYTES`` (16 MiB, ~350k rows).
+   Each column becomes a small dictionary of distinct strings plus one index per row, so validating a block
+   is a look-up of each distinct string (stripped, as ``validate_frame`` does). A block with any bad cell is
+   handed to ``validate_frame(block, first_row=...)``, which raises the usual sentence with the row number
+   counted from the start of the file. A ragged row or bad UTF-8 later in the file is located by a
+   streaming re-scan and named by its line, as the in-memory reader does.
+3. **Scoring follows distinct rows**: a block's rows are keyed by their column indices, only distinct rows
+   are scored (``Scorer.score_codes``) and rendered (``DataFrame.to_csv``, so every value is written exactly
+   as before), and the rendered lines are gathered back in input order.
+4. **Nothing is written on bad input.** With ``-o OUT`` the output goes to a temporary file next to OUT,
+   renamed over OUT only after the whole file validated and scored. Without ``-o`` (stdout) the output is
+   staged in an anonymous temporary file and copied to stdout only after the whole file validated and
+   scored: a failure never leaves half a CSV on stdout, and memory stays flat (the price is one extra
+   local copy of the output on disk).
+
+``engine="dask"`` (``pip install '.[dask]'``) runs the same block scoring over ``dask.dataframe``
+partitions of a file, a glob or a folder of CSV files; see ``predict_dask``.
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import csv
+import glob as globmod
+import io
+import os
+import shutil
 import sys
+import tempfile
+import threading
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
-from .fileio import atomic_write_bytes
-from .schema import read_csv_file, validate_frame
+import numpy as np
+import pandas as pd
+
+from .fileio import fsync_dir
+from .schema import CODES, FEATURES, SchemaError, read_csv_bytes, read_csv_file, validate_frame
+from .scoring import SCORED_COLUMNS, Scorer
 from .service import ModelService
 from .settings import Settings
 
+HEAD_BYTES = 256 * 1024
+BLOCK_BYTES = 16 * 1024 * 1024
+_LOOKUPS = {f: {c: i for i, c in enumerate(CODES[f])} for f in FEATURES}
+
+
+# ---------------------------------------------------------------- the layout (from the head)
+@dataclass
+class Layout:
+    """What the head of a CSV file says: its columns, where the 22 features sit, what the output keeps."""
+
+    source: str
+    path: Path
+    names: list[str]            #: column names (the raw header, or the UCI / features-only names)
+    headerless: bool
+    skip_lines: int             #: physical lines before the first data row (blank lines and the header)
+    features: list[int]         #: position of each of the 22 features in ``names``
+    keep: list[int]             #: input columns kept in the output (all but those named like an output column)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def out_names(self) -> list[str]:
+        return [self.names[i] for i in self.keep] + SCORED_COLUMNS
+
+    def header_text(self) -> str:
+        """The output's header line, written exactly as ``DataFrame.to_csv`` writes it."""
+        return pd.DataFrame(columns=self.out_names).to_csv(index=False, lineterminator="\n")
+
+
+def read_layout(path: str | Path, *, size_cap: int | None = None) -> Layout:
+    """Check a CSV file's head and columns (schema's checks and messages); raise SchemaError on a problem."""
+    from .schema import _norm_name  # the schema's own column-name normalisation
+
+    p = Path(path)
+    if not p.exists() or p.is_dir() or (size_cap is not None and p.stat().st_size > size_cap):
+        read_csv_file(p, size_cap=size_cap)  # raises the schema's message (no such file, folder, size cap)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(HEAD_BYTES)
+        if len(head) < size:
+            while b"\n" not in head[-HEAD_BYTES:] and len(head) < size:  # a very long first line
+                more = fh.read(HEAD_BYTES)
+                if not more:
+                    break
+                head += more
+            if len(head) < size and b"\n" in head:
+                head = head[: head.rindex(b"\n") + 1]
+    frame = read_csv_bytes(head, source=str(p))
+    headerless = frame.attrs.get("layout") == "uci"
+    names = [str(c) for c in frame.columns]
+    skip = 0
+    if not headerless:
+        reader = csv.reader(io.StringIO(head.decode("utf-8-sig"), newline=""))
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                skip = reader.line_num
+                break
+    norm = [_norm_name(n) for n in names]
+    probe = pd.DataFrame([[next(iter(CODES[k])) if k in CODES else "" for k in norm]], columns=frame.columns)
+    checked = validate_frame(probe)  # missing / misspelled / duplicated columns, and the extra-column warning
+    features = [norm.index(f) for f in FEATURES]
+    keep = [i for i, n in enumerate(names) if n not in SCORED_COLUMNS]
+    return Layout(str(p), p, names, headerless, skip, features, keep, list(checked.warnings))
+
+
+# ---------------------------------------------------------------- blocks
+@dataclass
+class Block:
+    """Rows of a CSV block, column by column: distinct strings plus one index per row."""
+
+    values: list[np.ndarray]    #: per column, an object array of distinct strings
+    index: list[np.ndarray]     #: per column, an integer array (one per row) into ``values``
+    n: int
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> "Block":
+        """A block from a frame of strings (a dask partition, a test frame)."""
+        values, index = [], []
+        for j in range(frame.shape[1]):
+            idx, uniq = pd.factorize(frame.iloc[:, j].astype(object).fillna(""), use_na_sentinel=False)
+            values.append(np.asarray(uniq, dtype=object))
+            index.append(idx)
+        return cls(values, index, len(frame))
+
+    def to_frame(self, names: list[str]) -> pd.DataFrame:
+        """The block as a frame of strings (for ``validate_frame``'s error messages)."""
+        frame = pd.DataFrame({j: v[i] for j, (v, i) in enumerate(zip(self.values, self.index))})
+        frame.columns = names
+        return frame
+
+    def take(self, rows: np.ndarray) -> "Block":
+        return Block(self.values, [i[rows] for i in self.index], len(rows))
+
+
+def _arrow_column(arr) -> tuple[np.ndarray, np.ndarray]:
+    """A pyarrow string array as (distinct strings, index per row); one-byte columns without hashing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    if pa.types.is_string(arr.type) and n and arr.null_count == 0:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+        if offsets[-1] - offsets[0] == n and np.all(offsets[1:] - offsets[:-1] == 1):
+            data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+            present = np.flatnonzero(np.bincount(data, minlength=256))
+            lut = np.zeros(256, dtype=np.int16)
+            lut[present] = np.arange(len(present), dtype=np.int16)
+            return np.array([chr(b) for b in present], dtype=object), lut[data]
+    enc = pc.dictionary_encode(arr)
+    return (np.asarray(enc.dictionary.to_pylist(), dtype=object),
+            enc.indices.to_numpy(zero_copy_only=False))
+
+
+def _is_blank_text(text: str | None) -> bool:
+    return not (text or "").replace(",", "").replace('"', "").strip()
+
+
+def _explain_ragged(layout: Layout) -> SchemaError:
+    """Find the first ragged row by re-reading the file (streaming) and name its line, like the schema does."""
+    width = len(layout.names)
+    with open(layout.path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+        reader = csv.reader(fh)
+        first, i = True, 0
+        for row in reader:
+            if not row or not any(cell.strip() for cell in row):
+                continue
+            if first:
+                first = False
+                if not layout.headerless:
+                    continue
+            i += 1
+            if len(row) != width:
+                expected = f"the first line has {width}" if layout.headerless else f"the header has {width}"
+                return SchemaError(f"{layout.source}: line {reader.line_num} has {len(row)} fields, {expected} "
+                                   "(a ragged row)", row=i)
+    return SchemaError(f"{layout.source}: a row does not have {width} fields (a ragged row)")
+
+
+def _explain_utf8(layout: Layout) -> SchemaError:
+    """Find the first byte that is not UTF-8 (streaming) and name its line, like the schema does."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 1
+    with open(layout.path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                data = exc.object  # bytes held over from the last block (never a line end) + this block
+                lines += data[:exc.start].count(b"\n")
+                return SchemaError(f"{layout.source}: line {lines} is not UTF-8 text (byte {data[exc.start]:#04x}); "
+                                   "save the file as UTF-8")
+            if not block:
+                break
+            lines += block.count(b"\n")
+    return SchemaError(f"{layout.source}: the file is not UTF-8 text; save the file as UTF-8")
+
+
+def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, progress=None) -> Iterator[Block]:
+    """Stream the body of a CSV file as Blocks (pyarrow's reader); ragged rows and bad UTF-8 raise SchemaError."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    cols = [f"c{i}" for i in range(len(layout.names))]
+    ragged = threading.Event()
+
+    def on_invalid(row) -> str:
+        if not _is_blank_text(row.text):  # blank lines are dropped, as the in-memory reader drops them
+            ragged.set()
+        return "skip"
+
+    read = pacsv.ReadOptions(column_names=cols, skip_rows=layout.skip_lines, block_size=block_size, use_threads=True)
+    parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid)
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in cols}, strings_can_be_null=False,
+                                   quoted_strings_can_be_null=False)
+    with pa.OSFile(str(layout.path)) as fh:
+        try:
+            reader = pacsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
+            seen = 0
+            with contextlib.closing(_prefetch(reader)) as batches:  # stop the reader thread on any exit
+                for batch in batches:
+                    if ragged.is_set():
+                        raise _explain_ragged(layout)
+                    if progress is not None:
+                        pos = fh.tell()
+                        progress.update(pos - seen)
+                        seen = pos
+                    pairs = [_arrow_column(batch.column(j)) for j in range(batch.num_columns)]
+                    yield Block([v for v, _ in pairs], [i for _, i in pairs], batch.num_rows)
+        except pa.ArrowInvalid as exc:
+            text = str(exc)
+            if "UTF8" in text or "UTF-8" in text:
+                raise _explain_utf8(layout) from None
+            if ragged.is_set() or "columns" in text:
+                raise _explain_ragged(layout) from None
+            raise SchemaError(f"{layout.source}: could not be read as CSV ({text.splitlines()[0]})") from None
+        if ragged.is_set():
+            raise _explain_ragged(layout)
+
+
+def _prefetch(reader, depth: int = 2):
+    """Iterate a pyarrow batch reader with the next batches parsed in a background thread (it frees the GIL)."""
+    import queue
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for batch in reader:
+                if not put(batch):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+
+    t = threading.Thread(target=work, name="mushroom-csv-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        t.join()
+
+
+# ---------------------------------------------------------------- scoring a block
+def _feature_codes(feature: str, values: np.ndarray) -> np.ndarray:
+    """Code index of each distinct string of a feature column (-1 where not a valid code)."""
+    lookup = _LOOKUPS[feature]
+    out = np.empty(len(values), dtype=np.int16)
+    for k, v in enumerate(values):
+        c = lookup.get(v)
+        if c is None:
+            c = lookup.get(v.strip(), -1) if isinstance(v, str) else -1
+        out[k] = c
+    return out
+
+
+def _distinct(block: Block) -> tuple[np.ndarray, np.ndarray]:
+    """(inverse, first): the distinct row each row is, and one row number per distinct row."""
+    key = np.zeros(block.n, dtype=np.int64)
+    span = 1
+    for values, idx in zip(block.values, block.index):
+        m = max(len(values), 1)
+        if span * m >= 2 ** 62:  # compress before the key would overflow
+            key, uniq = pd.factorize(key)
+            span = max(len(uniq), 1)
+        key = key * m + idx
+        span *= m
+    inverse, uniq = pd.factorize(key)
+    first = np.empty(len(uniq), dtype=np.intp)
+    first[inverse[::-1]] = np.arange(block.n - 1, -1, -1)
+    return inverse, first
+
+
+def _to_csv_lines(columns: list[str], arrays: list[np.ndarray]) -> str:
+    frame = pd.DataFrame(dict(enumerate(arrays)), copy=False)
+    frame.columns = columns
+    return frame.to_csv(index=False, header=False, lineterminator="\n")
+
+
+def score_block(scorer: Scorer, layout: Layout, block: Block, first_row: int) -> tuple[str, int]:
+    """Validate one block (rows numbered from ``first_row``), score its distinct rows, render it as CSV.
+
+    Returns (CSV text without a header, rows written). Raises SchemaError exactly as ``validate_frame`` does.
+    """
+    codes = [_feature_codes(f, block.values[pos]) for f, pos in zip(FEATURES, layout.features)]
+    if any((c < 0).any() for c in codes):
+        blank = np.ones(block.n, dtype=bool)  # rows whose every cell is blank are dropped, as before
+        for values, idx in zip(block.values, block.index):
+            blank &= np.array([not str(v).strip() for v in values], dtype=bool)[idx] if len(values) else True
+        if blank.any():
+            block = block.take(np.flatnonzero(~blank))
+        bad = np.zeros(block.n, dtype=bool)
+        for c, pos in zip(codes, layout.features):
+            bad |= (c < 0)[block.index[pos]]
+        if bad.any():
+            validate_frame(block.to_frame(layout.names), first_row=first_row)  # raises the usual sentence
+            row = int(np.flatnonzero(bad)[0])  # (not reached unless validate_frame is more lenient)
+            raise SchemaError(f"row {first_row + row}: a value is not a valid code", row=first_row + row)
+    if block.n == 0:
+        return "", 0
+    inverse, first = _distinct(block)
+    code_rows = np.stack([c[block.index[pos][first]] for c, pos in zip(codes, layout.features)], axis=1)
+    scored = scorer.score_codes(code_rows)
+    raw = [block.values[i][block.index[i][first]] for i in layout.keep]
+    arrays = raw + [scored[c] for c in SCORED_COLUMNS]
+    if any(any(("\n" in v or "\r" in v) for v in block.values[i] if isinstance(v, str)) for i in layout.keep):
+        # a value with a line break: render every row (to_csv quotes it), no splitting on line ends
+        return _to_csv_lines(layout.out_names, [a[inverse] for a in arrays]), block.n
+    lines = np.array(_to_csv_lines(layout.out_names, arrays).split("\n")[:-1], dtype=object)
+    return "\n".join(lines[inverse].tolist()) + "\n", block.n
+
+
+# ---------------------------------------------------------------- output
+@contextlib.contextmanager
+def staged_output(output: str | Path | None):
+    """A binary file handle whose content reaches OUT (atomic rename) or stdout only if the block exits cleanly."""
+    if output:
+        target = Path(output)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(target.parent)
+    else:
+        with tempfile.TemporaryFile(prefix="mushroom-predict-") as fh:
+            yield fh
+            fh.flush()
+            fh.seek(0)
+            shutil.copyfileobj(fh, sys.stdout.buffer, 1 << 20)
+            sys.stdout.buffer.flush()
+
+
+def _progress_bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not enabled, file=sys.stderr,
+                leave=False)
+
+
+def score_stream(scorer: Scorer, layout: Layout, out, *, block_size: int = BLOCK_BYTES,
+                 progress: bool = False) -> int:
+    """Stream one CSV file through ``score_block`` into the binary handle ``out``; returns rows scored."""
+    rows = 0
+    out.write(layout.header_text().encode("utf-8"))
+    total = layout.path.stat().st_size
+    with _progress_bar(total, progress, f"scoring {layout.path.name}") as bar:
+        for block in iter_blocks(layout, block_size=block_size, progress=bar):
+            text, n = score_block(scorer, layout, block, rows + 1)
+            out.write(text.encode("utf-8"))
+            rows += n
+        bar.update(max(0, total - bar.n))
+    if rows == 0:
+        validate_frame(pd.DataFrame(columns=layout.names))  # "the input has a header but no rows"
+        raise SchemaError(f"{layout.source} has no rows")
+    return rows
+
 
 def predict_file(settings: Settings, input_path: str | Path, output: str | Path | None = None, *,
-                 size_cap: int | None = None, engine: str = "local", progress: bool = False) -> int:
-    """Validate the whole file, score it, then write OUT (atomically) or stdout. Returns rows scored."""
-    svc = ModelService(settings=settings)
-    svc.scorer  # fail early (before reading a large file) when no model is trained
-    frame = read_csv_file(input_path, size_cap=size_cap)
-    checked = validate_frame(frame)
-    for note in checked.warnings:
+                 size_cap: int | None = None, engine: str = "local", progress: bool = False,
+                 block_size: int = BLOCK_BYTES) -> int:
+    """Validate and score a whole CSV file, then write OUT (atomically) or stdout. Returns rows scored.
+
+    ``engine="dask"`` scores a file, a glob or a folder of CSV files over dask partitions (``predict_dask``).
+    """
+    if engine == "dask":
+        return predict_dask(settings, input_path, output, size_cap=size_cap, progress=progress)
+    if engine != "local":
+        raise ValueError(f"unknown engine {engine!r}; choose local or dask")
+    scorer = ModelService(settings=settings).scorer  # fail early (before reading a large file) without a model
+    layout = read_layout(input_path, size_cap=size_cap)
+    for note in layout.warnings:
         warnings.warn(note, stacklevel=2)
-    scored = svc.predict(frame, validated=False)
-    body = scored.to_csv(index=False, lineterminator="\n").encode()
-    if output:
-        atomic_write_bytes(output, body)
-    else:
-        sys.stdout.buffer.write(body)
-        sys.stdout.flush()
-    return len(scored)
+    with staged_output(output) as out:
+        return score_stream(scorer, layout, out, block_size=block_size, progress=progress)
+
+
+# ---------------------------------------------------------------- dask
+def _import_dask():
+    try:
+        import dask
+        import dask.dataframe as dd
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("--engine dask needs the optional dask extra: pip install 'mushroom-workbench[dask]' "
+                          "(or `pip install -e '.[dask]'` in a checkout)") from None
+    return dask, dd
+
+
+def expand_inputs(input_path: str | Path) -> list[Path]:
+    """A file, a glob (``data/*.csv``) or a folder (its ``*.csv`` files), sorted by name."""
+    text = str(input_path)
+    p = Path(text)
+    if p.is_dir():
+        files = sorted(x for x in p.iterdir() if x.is_file() and x.suffix.lower() == ".csv")
+        if not files:
+            raise SchemaError(f"{p} is a folder without .csv files")
+        return files
+    if any(ch in text for ch in "*?["):
+        files = sorted(Path(x) for x in globmod.glob(text) if Path(x).is_file())
+        if not files:
+            raise SchemaError(f"{text}: no file matches")
+        return files
+    return [p]
+
+
+def _score_partition(frame: pd.DataFrame, scorer: Scorer, layout: Layout) -> str:
+    """One dask partition (a frame of strings) through the same ``score_block`` as the local engine."""
+    short = frame.isna().to_numpy().any()  # pandas pads a short (ragged) row with missing values
+    if short:
+        raise _Ragged()
+    text, _ = score_block(scorer, layout, Block.from_frame(frame), 1)
+    return text
+
+
+class _Ragged(Exception):
+    """A partition holds a row with too few fields."""
+
+
+def predict_dask(settings: Settings, input_path: str | Path, output: str | Path | None = None, *,
+                 size_cap: int | None = None, blocksize: str | int = "64MB", scheduler=None,
+                 progress: bool = False, window: int | None = None) -> int:
+    """Score a file, a glob or a folder of CSV files over ``dask.dataframe`` partitions; returns rows scored.
+
+    Each partition goes through the same ``score_block`` as the local engine, so the output is the same
+    bytes. The partitions' CSV text is written in order to OUT (atomically) or stdout (staged), and only
+    after every partition validated and scored. ``scheduler`` is passed to ``dask.compute`` (e.g.
+    ``"threads"``, ``"processes"``, ``"sync"``); with a ``dask.distributed.Client`` created beforehand
+    (``Client("tcp://scheduler:8786")``) the partitions run on that cluster. ``size_cap`` applies per file.
+    """
+    dask, dd = _import_dask()
+    scorer = ModelService(settings=settings).scorer
+    files = expand_inputs(input_path)
+    layouts = [read_layout(f, size_cap=size_cap) for f in files]
+    header = layouts[0].header_text()
+    for lay in layouts[1:]:
+        if lay.header_text() != header:
+            raise SchemaError(f"{lay.source} has other columns than {layouts[0].source} "
+                              f"({', '.join(lay.names)}); score files with different columns separately")
+    notes = []
+    for lay in layouts:
+        notes += [n for n in lay.warnings if n not in notes]
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+
+    tasks, where = [], []
+    for lay in layouts:
+        cols = [f"c{i}" for i in range(len(lay.names))]
+        ddf = dd.read_csv(str(lay.path), header=None, names=cols, skiprows=lay.skip_lines, dtype=object,
+                          keep_default_na=False, na_filter=True, na_values=[], skip_blank_lines=True,
+                          encoding="utf-8-sig", blocksize=blocksize)
+        for k, part in enumerate(ddf.to_delayed()):
+            tasks.append(dask.delayed(_score_partition, pure=True)(part, scorer, lay))
+            where.append((lay, ddf, k))
+    window = window or max(2, 2 * (os.cpu_count() or 2))
+    rows = 0
+    total = sum(lay.path.stat().st_size for lay in layouts)
+    with staged_output(output) as out, _progress_bar(total, progress, "scoring (dask)") as bar:
+        out.write(header.encode("utf-8"))
+        for start in range(0, len(tasks), window):
+            batch = tasks[start:start + window]
+            try:
+                texts = dask.compute(*batch, scheduler=scheduler)
+            except Exception as exc:  # name the row counted from the start of its file
+                raise _dask_error(exc, tasks, where, start, scheduler, dask) from None
+            for text in texts:
+                out.write(text.encode("utf-8"))
+                rows += text.count("\n") if "\r" not in text and '"' not in text else _count_rows(text)
+            bar.update(sum(lay.path.stat().st_size for lay, _, k in where[start:start + window] if k == 0))
+        if rows == 0:
+            validate_frame(pd.DataFrame(columns=layouts[0].names))
+            raise SchemaError(f"{layouts[0].source} has no rows")
+    return rows
+
+
+def _count_rows(text: str) -> int:
+    return sum(1 for _ in csv.reader(io.StringIO(text, newline="")))
+
+
+def _dask_error(exc: Exception, tasks, where, start, scheduler, dask) -> Exception:
+    """Re-find the first failing partition and name the row counted from the start of its file."""
+    for i in range(start, len(tasks)):
+        lay, ddf, k = where[i]
+        try:
+            frame = ddf.partitions[k].compute(scheduler="sync")
+        except Exception:  # the reader itself failed: a ragged row (too many fields) or bad bytes
+            if isinstance(exc, UnicodeDecodeError):
+                return _explain_utf8(lay)
+            return _explain_ragged(lay)
+        if frame.isna().to_numpy().any():
+            return _explain_ragged(lay)
+        try:
+            score_block_checked(lay, frame, ddf, k)
+        except SchemaError as err:
+            return err
+    return exc if isinstance(exc, SchemaError) else SchemaError(f"scoring with dask failed: {exc}")
+
+
+def score_block_checked(lay: Layout, frame: pd.DataFrame, ddf, k: int) -> None:
+    """Validate a partition with its rows numbered from the start of its file (raises SchemaError)."""
+    offset = 0
+    for j in range(k):
+        offset += len(ddf.partitions[j].compute(scheduler="sync").dropna(how="all"))
+    block = Block.from_frame(frame)
+    codes = [_feature_codes(f, block.values[pos]) for f, pos in zip(FEATURES, lay.features)]
+    if any((c < 0).any() for c in codes):
+        score_block(_NoScorer(), lay, block, offset + 1)
+
+
+class _NoScorer:
+    """Stands in for a Scorer when a block is only validated."""
+
+    def score_codes(self, codes):  # pragma: no cover - only reached for a valid block
+        raise RuntimeError("not scoring")
