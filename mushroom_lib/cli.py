@@ -228,13 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``mushroom`` console script."""
+def _user_errors() -> tuple:
+    """Errors shown in one line with exit 2, imported only when one occurs: service.py pulls in
+    scikit-learn (about 1 s) that `mushroom report` and `mushroom ui` would pay before they start."""
     from .data import DataError
     from .registry import RegistryError
     from .schema import SchemaError
     from .service import NoChampionError
 
+    return (SchemaError, DataError, RegistryError, NoChampionError, ValueError, OSError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mushroom`` console script."""
     args = build_parser().parse_args(argv)
     warnings.simplefilter("ignore", DeprecationWarning)
     warnings.simplefilter("ignore", FutureWarning)
@@ -242,11 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = get_settings(args.home)
         return args.func(settings, args)
-    except (SchemaError, DataError, RegistryError, NoChampionError, ValueError, OSError) as exc:
-        text = " ".join(str(exc).split()) or exc.__class__.__name__
-        print(f"mushroom: error: {text}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # a bug: still one line, the traceback only on request
+    except Exception as exc:
+        if isinstance(exc, _user_errors()):
+            text = " ".join(str(exc).split()) or exc.__class__.__name__
+            print(f"mushroom: error: {text}", file=sys.stderr)
+            return 2
+        # a bug: still one line, the traceback only on request
         if os.environ.get("MUSHROOM_DEBUG"):
             raise
         text = " ".join(str(exc).split())
