@@ -245,6 +245,20 @@ class Scorer:
         self._memo = threading.local()
         self.stats = {"rows": 0, "distinct": 0, "cached": 0, "pipeline": 0}
 
+    def __getstate__(self) -> dict:
+        """Picklable (dask processes, distributed workers): without the thread-local memo and the row cache."""
+        state = self.__dict__.copy()
+        state["_memo"], state["_cache"] = None, {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._memo = threading.local()
+
+    def __dask_tokenize__(self):
+        meta = getattr(self.loaded, "metadata", None) or {}
+        return ("mushroom-scorer", self.version, self.threshold, meta.get("model_sha256") or id(self))
+
     @property
     def fast(self) -> bool:
         """True when embedding and classifier both take the fast path (else the Pipeline scores)."""
