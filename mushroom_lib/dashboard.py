@@ -167,14 +167,19 @@ def _grid_class():
             if self._on_edit:
                 self._on_edit(row, cols[col_index], value)
 
-        def set_cells(self, row: int, values: dict) -> None:
-            """Set cells of one row (by position) here and on the page, without firing edit handlers."""
+        def set_cells(self, row: int, values: dict, page_has: tuple = ()) -> None:
+            """Set cells of one row (by position) here and on the page, without firing edit handlers.
+
+            Columns in ``page_has`` already show the value on the page and are not sent (the page echoes
+            every cell it is sent back as an edit, so sending only what changed keeps that echo short).
+            """
             frame = self._data["data"]
             cols = self.columns()
             for column, value in values.items():
                 frame.at[row, column] = value
-                self.send({"event_type": "cell-changed", "row": int(row),
-                           "column_index": cols.index(column), "value": value})
+                if column not in page_has:
+                    self.send({"event_type": "cell-changed", "row": int(row),
+                               "column_index": cols.index(column), "value": value})
 
     return SafeDataGrid
 
@@ -237,6 +242,7 @@ class Dashboard:
         self.send_labelled_button.on_click(lambda _b: self._interaction(self.send_labelled))
         self.row_input = W.BoundedIntText(value=1, min=1, max=1, description="row",
                                           layout=W.Layout(width="140px"))
+        self.row_input.add_class("mushroom-row-number")
         self.send_row_button = W.Button(description="Send this row", layout=W.Layout(width="auto"))
         self.send_row_button.add_class("mushroom-submit-row")
         self.send_row_button.on_click(lambda _b: self._interaction(lambda: self.send_row(self.row_input.value)))
@@ -567,6 +573,9 @@ class Dashboard:
             return
         with self._lock:
             old = self.rows.at[row, column] if column in self.rows.columns else None
+            if _same(old, value):
+                # the page echoes every cell the kernel sets (and a refused value restored): nothing to do
+                return
             number = self.row_numbers[row]
 
             def refuse(reason: str) -> None:
@@ -587,7 +596,7 @@ class Dashboard:
                            UNCERTAIN: UNCERTAIN_MARK if bool(scored[UNCERTAIN]) else "", SENT: ""}
                 for k, v in changes.items():
                     self.rows.at[row, k] = v
-                self.grid.set_cells(row, changes)
+                self.grid.set_cells(row, changes, page_has=(column,) if code == value else ())
                 self.clear_errors()
                 self._say(f"row {number}: {_esc(column)} = {_esc(code)} ({_esc(CODES[column][code])}) → "
                           f"<b>{_esc(scored[PREDICTION])}</b> (p_poisonous {float(scored[P_POISONOUS]):.3f})")
@@ -601,7 +610,7 @@ class Dashboard:
                 if self.rows.at[row, SENT]:
                     self.rows.at[row, SENT] = ""
                     changes[SENT] = ""
-                self.grid.set_cells(row, changes)
+                self.grid.set_cells(row, changes, page_has=(TRUE_LABEL,) if word == value else ())
                 self.clear_errors()
                 self._say(f"row {number}: true label {_esc(word or '(cleared)')}; "
                           f"{self.labelled_count()} labelled row(s) ready to send")
@@ -919,6 +928,18 @@ def _strip_tags(text: str) -> str:
     import re
 
     return re.sub(r"<[^>]+>", "", text)
+
+
+def _same(current: Any, incoming: Any) -> bool:
+    """Whether a value from the page equals the cell's current value (numbers compared as numbers)."""
+    if current is None or incoming is None:
+        return current is None and incoming is None
+    if isinstance(current, (float, np.floating)) or isinstance(incoming, float):
+        try:
+            return float(current) == float(incoming)
+        except (TypeError, ValueError):
+            return False
+    return str(current) == str(incoming)
 
 
 def _jsonable(value: Any) -> Any:

@@ -172,11 +172,26 @@ def test_invalid_edits_are_refused_and_restored(dash, trained_home):
     text = dash.error_text
     assert "row 2" in text and "'cap-color'" in text and "'zz'" in text and "n (brown)" in text
     assert dash.rows.at[1, "cap-color"] == old and dash.grid._data["data"].at[1, "cap-color"] == old
-    assert not dash.edit_cell(1, "prediction", "edible")
-    assert "computed" in dash.error_text and dash.rows.at[1, "prediction"] == rows.pipe(
-        lambda r: dash.service.predict(r[FEATURES]))["prediction"][1]
+    predicted = dash.rows.at[1, "prediction"]
+    other = "edible" if predicted == "poisonous" else "poisonous"
+    assert not dash.edit_cell(1, "prediction", other)
+    assert "computed" in dash.error_text and dash.rows.at[1, "prediction"] == predicted
     assert not dash.edit_cell(1, "true label", "maybe")
     assert "not a label" in dash.error_text and dash.rows.at[1, "true label"] == ""
+
+
+def test_the_page_echo_of_a_cell_the_kernel_set_is_a_no_op(dash, trained_home):
+    """The page answers every cell the kernel sets with an edit event of the same value: no ping-pong."""
+    dash.upload_bytes(_csv(_rows(trained_home, 3)), name="x.csv")
+    sent = []
+    dash.grid.send = lambda content, buffers=None: sent.append(content)
+    assert dash.edit_cell(0, "true label", " Edible ")
+    assert [m["value"] for m in sent] == ["edible"]  # the normalised label goes back to the page once
+    sent.clear()
+    before = list(dash.messages)
+    for column in ("true label", "prediction", "p_poisonous", "odor"):
+        dash.edit_cell(0, column, dash.rows.at[0, column])  # the echo
+    assert sent == [] and dash.messages == before and dash.error_text == ""
 
 
 @pytest.mark.parametrize("content", [

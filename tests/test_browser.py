@@ -1,0 +1,241 @@
+"""End to end in headless Chromium (Debian's chromium through Python Playwright) against `mushroom dashboard`.
+
+The server runs in a subprocess on a free 127.0.0.1 port with MUSHROOM_HOME set to a trained home and is
+stopped at the end of each test. Without chromium the browser tests are skipped locally and fail in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mushroom_lib.dashboard import CHROMIUM_ARGS, V1_SUBPROTOCOL, ServerProcess, chromium_path
+from mushroom_lib.schema import LABELS
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
+ROW_HEADER_W, HEADER_H, ROW_H, TRUE_LABEL_W = 64, 20, 20, 128  # ipydatagrid sizes the dashboard uses
+
+
+def _need_browser():
+    """(sync_playwright, chromium path); a loud failure in CI when either is missing."""
+    exe = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover - the test extra installs it
+        sync_playwright = None
+    if exe and sync_playwright:
+        return sync_playwright, exe
+    msg = ("headless browser tests need Debian's chromium (apt-get install chromium) and the playwright "
+           f"package; chromium={exe!r}, playwright={'ok' if sync_playwright else 'missing'}")
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_playwright, exe = _need_browser()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(trained_home, tmp_path):
+    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "dashboard.log")
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def _page(browser, outside: list):
+    """A page whose requests leaving 127.0.0.1 are recorded and refused (the dashboard must work offline)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+
+    def route(r):
+        if r.request.url.startswith(LOCAL):
+            return r.continue_()
+        outside.append(r.request.url)
+        return r.abort()
+
+    context.route("**/*", route)
+    return context, context.new_page()
+
+
+def _wait_text(page, text: str, timeout: float = 30_000) -> None:
+    page.wait_for_function("t => document.querySelector('.mushroom-app').innerText.includes(t)", arg=text,
+                           timeout=timeout)
+
+
+def _upload(page, path: Path, rows: int) -> None:
+    with page.expect_file_chooser() as chooser:
+        page.click(".mushroom-upload")
+    chooser.value.set_files(str(path))
+    _wait_text(page, f"{rows} rows scored")
+    page.wait_for_selector(".mushroom-grid canvas", state="visible")
+
+
+def _type_true_label(page, row: int, label: str) -> None:
+    """Double-click the row's 'true label' cell (the first grid column), type, Enter."""
+    box = page.locator(".mushroom-grid").bounding_box()
+    x = box["x"] + ROW_HEADER_W + TRUE_LABEL_W / 2
+    y = box["y"] + HEADER_H + ROW_H * row + ROW_H / 2
+    page.mouse.dblclick(x, y)
+    page.keyboard.type(label)
+    page.keyboard.press("Enter")
+    _wait_text(page, f"row {row + 1}: true label {label}")
+
+
+def _sample(trained_home: Path, tmp_path: Path, n: int) -> tuple[Path, list[str]]:
+    df = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False).head(n)
+    path = tmp_path / "field.csv"
+    df.to_csv(path, index=False)
+    return path, [LABELS[c] for c in df["class"]]
+
+
+@pytest.mark.browser
+def test_upload_label_in_the_grid_send_until_retrain_and_see_the_new_version(browser, server, trained_home,
+                                                                             tmp_path):
+    outside, page_errors = [], []
+    context, page = _page(browser, outside)
+    page.on("pageerror", lambda e: page_errors.append(str(e)))
+    try:
+        page.goto(server.url, timeout=90_000)
+        page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
+        assert "model v0001" in page.inner_text(".mushroom-model-version")
+        assert page.locator(".mushroom-manual-form").count() == 1
+        csv_path, labels = _sample(trained_home, tmp_path, 30)
+        _upload(page, csv_path, 30)
+        assert page.locator(".mushroom-errors").is_hidden()
+
+        # one row labelled in the grid and sent on its own
+        _type_true_label(page, 0, labels[0])
+        page.fill(".mushroom-row-number input", "1")
+        page.click("button.mushroom-submit-row")
+        _wait_text(page, "9 of 10 until the next retrain")
+
+        # nine more labelled in the grid, sent together: the tenth row starts a background retrain
+        for row in range(1, 10):
+            _type_true_label(page, row, labels[row])
+        _wait_text(page, "9 labelled row(s) ready to send")
+        page.click(".mushroom-submit-feedback")
+        page.wait_for_function("() => document.querySelector('.mushroom-model-version').innerText"
+                               ".includes('v0002')", timeout=120_000)
+        _wait_text(page, "v0002 now serves")
+        assert page.locator(".mushroom-pending").is_hidden()
+        assert "10 of 10 until the next retrain" in page.inner_text(".mushroom-app")
+        page.wait_for_timeout(500)
+        (ROOT / "reports").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "reports" / "dashboard.png"), full_page=True)
+
+        # an invalid edit is refused with a visible message
+        _type_true_label_invalid = page.locator(".mushroom-grid").bounding_box()
+        page.mouse.dblclick(_type_true_label_invalid["x"] + ROW_HEADER_W + TRUE_LABEL_W / 2,
+                            _type_true_label_invalid["y"] + HEADER_H + ROW_H * 12 + ROW_H / 2)
+        page.keyboard.type("maybe")
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".mushroom-errors", state="visible")
+        assert "not a label" in page.inner_text(".mushroom-errors")
+    finally:
+        context.close()
+    assert outside == [], f"the page asked for resources outside 127.0.0.1: {outside[:5]}"
+    assert page_errors == []
+    from mushroom_lib.service import ModelService
+
+    svc = ModelService(trained_home)
+    assert svc.model_version == "v0002"
+    assert svc.store.count() == 10
+
+
+def _kernel_id(page) -> str:
+    return json.loads(page.evaluate("document.getElementById('jupyter-config-data').textContent"))["kernelId"]
+
+
+def _legacy(msg_type: str, content: dict, session: str, metadata: dict | None = None) -> str:
+    """A kernel message in the legacy JSON websocket protocol (no subprotocol)."""
+    return json.dumps({"header": {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": session,
+                                  "username": "raw", "date": "2024-01-01T00:00:00Z", "version": "5.3"},
+                       "parent_header": {}, "metadata": metadata or {}, "content": content,
+                       "channel": "shell", "buffers": []})
+
+
+@pytest.mark.browser
+def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_home, tmp_path):
+    import requests
+    import websocket
+
+    outside = []
+    context, page = _page(browser, outside)
+    try:
+        page.goto(server.url, timeout=90_000)
+        page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
+        csv_path, _ = _sample(trained_home, tmp_path, 50)
+        _upload(page, csv_path, 50)  # the widget state now carries binary buffers (the grid's numbers)
+        kernel = _kernel_id(page)
+    finally:
+        context.close()
+    # a warm server: the pre-heated kernel taken by that page has been replaced
+    assert server.wait_for_log("Kernel pool of app.ipynb is filled", count=2, timeout=60)
+    url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}"
+
+    # the sequence that hangs plain Voila: no subprotocol, open the widget control comm, ask for the state
+    start = time.monotonic()
+    refused = None
+    try:
+        ws = websocket.create_connection(url, timeout=10)
+    except websocket.WebSocketBadStatusException as exc:
+        refused = exc
+    else:
+        session, comm = uuid.uuid4().hex, uuid.uuid4().hex
+        ws.send(_legacy("comm_open", {"comm_id": comm, "target_name": "jupyter.widget.control", "data": {}},
+                        session, {"version": "1.0.0"}))
+        ws.send(_legacy("comm_msg", {"comm_id": comm, "data": {"method": "request_states"}}, session))
+        time.sleep(1)
+        ws.close()
+    assert refused is not None and refused.status_code == 400
+
+    # the server still answers and the page still loads, within 10 s
+    assert requests.get(f"{server.url}voila/static/voila.js", timeout=10).status_code == 200
+    context, page = _page(browser, outside)
+    try:
+        page.goto(server.url, timeout=10_000)
+        page.wait_for_selector(".mushroom-upload", state="visible",
+                               timeout=max(100, 10_000 - (time.monotonic() - start) * 1000))
+    finally:
+        context.close()
+    assert time.monotonic() - start < 10
+
+    # a client speaking the v1 subprotocol (as the page does) is accepted
+    ws = websocket.create_connection(url, timeout=10, subprotocols=[V1_SUBPROTOCOL])
+    assert ws.getsubprotocol() == V1_SUBPROTOCOL
+    ws.close()
+
+
+def test_abandoned_kernels_are_culled(trained_home, tmp_path):
+    """A page that never connects (a closed tab) leaves a kernel; idle culling shuts it down."""
+    import re
+
+    import requests
+
+    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "cull.log", cull_seconds=3)
+    with srv:
+        html = requests.get(srv.url, timeout=90).text
+        kernel = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                                      html, re.S).group(1))["kernelId"]
+        api = f"{srv.url}api/kernels/{kernel}"
+        assert requests.get(api, timeout=10).status_code == 200
+        deadline = time.monotonic() + 45
+        status = 200
+        while time.monotonic() < deadline and status == 200:
+            time.sleep(1)
+            status = requests.get(api, timeout=10).status_code
+        assert status == 404, srv.log_tail()
+        assert "Culling" in srv.log_text()
