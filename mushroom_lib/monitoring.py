@@ -88,6 +88,7 @@ class MonitoringResult:
     html_path: Path | None = None
     snapshot_id: str | None = None
     project_id: str | None = None
+    project_name: str = PROJECT_NAME
     model_version: str | None = None
     rows: int = 0                     #: production rows in the report
     drift: dict | None = None         #: share, count, columns, dataset_drift, drifted, tests
@@ -117,7 +118,7 @@ class MonitoringResult:
         if self.html_path:
             lines.append(f"- HTML: `{self.html_path}`")
         if self.snapshot_id:
-            lines.append(f"- Workspace snapshot `{self.snapshot_id}` in project \"{PROJECT_NAME}\" "
+            lines.append(f"- Workspace snapshot `{self.snapshot_id}` in project \"{self.project_name}\" "
                          "(`mushroom ui` shows it)")
         return "\n".join(lines)
 
@@ -487,7 +488,7 @@ def build_report(settings: Settings, *, reference_path: str | Path | None = None
     production_path = Path(production_path or settings.prod_path)
     ref_raw = load_reference(reference_path)
     prod_raw, notes = load_production(production_path)
-    result = MonitoringResult(status="nothing", notes=notes, model_version=version)
+    result = MonitoringResult(status="nothing", notes=notes, model_version=version, project_name=project_name)
     if prod_raw is None:
         result.seconds = time.perf_counter() - start
         return result

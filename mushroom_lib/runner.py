@@ -192,7 +192,20 @@ def run_report_notebook(settings: Settings, progress: bool = True, **params) -> 
     if version is None:  # (not NoChampionError: importing service.py would pull in scikit-learn here)
         raise NotebookError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
     parameters = {"home": str(settings.home), **params}
-    return execute(settings, REPORT, parameters, progress=progress, version=version)
+    path = execute(settings, REPORT, parameters, progress=progress, version=version)
+    if progress:  # what was written (or why not), under papermill's progress bar
+        print(notebook_markdown(path), file=sys.stderr)
+    return path
+
+
+def notebook_markdown(path: Path) -> str:
+    """The Markdown outputs of an executed notebook (the report's summary), as plain text."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    parts = [out["data"]["text/markdown"] for cell in nb.cells if cell.cell_type == "code"
+             for out in cell.get("outputs", []) if "text/markdown" in out.get("data", {})]
+    return "\n".join(parts).replace("**", "")
 
 
 def run_exploration_notebook(settings: Settings, progress: bool = True, **params) -> Path:

@@ -85,6 +85,18 @@ def test_notebooks_are_found_through_MUSHROOM_NOTEBOOKS(tmp_path, monkeypatch):
     assert runner.notebook_path("train") == ROOT / "notebooks" / "train.ipynb"
 
 
+def test_installed_notebooks_are_found_under_the_prefix(tmp_path, monkeypatch):
+    share = tmp_path / "share" / "mushroom-workbench" / "notebooks"
+    share.mkdir(parents=True)
+    (share / "train.ipynb").write_text((ROOT / "notebooks" / "train.ipynb").read_text())
+    monkeypatch.delenv("MUSHROOM_NOTEBOOKS", raising=False)
+    monkeypatch.setattr(runner, "__file__", str(tmp_path / "site-packages" / "mushroom_lib" / "runner.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert runner.notebook_path("train") == share / "train.ipynb"
+    with pytest.raises(runner.NotebookError, match="MUSHROOM_NOTEBOOKS"):
+        runner.notebook_path("report")
+
+
 def test_unknown_parameters_and_missing_model_are_one_line_errors(home):
     with pytest.raises(runner.NotebookError, match="has no parameter"):
         runner.execute(get_settings(home), "report", {"hmoe": "x"})
@@ -140,9 +152,10 @@ def test_report_notebook_writes_html_and_one_snapshot_per_run(trained_home):
     assert len(runs) == 2 and all(r.name.endswith("-report-v0001.ipynb") for r in runs)
 
 
-def test_report_notebook_without_production_rows_says_so(trained_home):
+def test_report_notebook_without_production_rows_says_so(trained_home, capsys):
     settings = get_settings(trained_home)
-    path = runner.run_report_notebook(settings, progress=False)
+    path = runner.run_report_notebook(settings, progress=True)
+    assert "No production rows yet" in capsys.readouterr().err  # `mushroom report` shows the summary
     assert_clean(path)
     assert "No production rows yet" in text_of(path)
     assert not list(settings.reports_dir.glob("*-monitoring.html"))
