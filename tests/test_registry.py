@@ -249,9 +249,13 @@ def test_models_list_promote_rollback(trained_home):
     assert res.returncode == 0 and "champion is now v0001" in res.stdout
     assert reg.champion() == "v0001" and json.loads(s.champion_path.read_text())["previous"] == v2
 
-    assert "no parent" in one_error_line(run("--home", str(trained_home), "models", "rollback"))
-    assert "v0099" in one_error_line(run("--home", str(trained_home), "models", "promote", "v0099"))
-    assert "needs a version" in one_error_line(run("--home", str(trained_home), "models", "promote"))
+    from concurrent.futures import ThreadPoolExecutor
+
+    refusals = {"no parent": ["rollback"], "v0099": ["promote", "v0099"], "needs a version": ["promote"]}
+    with ThreadPoolExecutor(3) as pool:
+        results = pool.map(lambda a: run("--home", str(trained_home), "models", *a), refusals.values())
+        for expected, res in zip(refusals, results):
+            assert expected in one_error_line(res)
     assert reg.champion() == "v0001"
 
 
