@@ -188,62 +188,66 @@ def load_reference(path: Path) -> pd.DataFrame:
     return ref[ref["target"].notna()].reset_index(drop=True)
 
 
-def load_production(path: Path) -> tuple[pd.DataFrame | None, list[str]]:
-    """Valid production rows of a prod_data.csv (PROD_COLUMNS) and sentences about what was left out.
+def _read_rows(path: Path, settings: Settings | None) -> tuple[pd.DataFrame | None, list[str]]:
+    """Raw rows of a production file; the project's own prod_data.csv is read through FeedbackStore
+    (which quarantines a torn last line under the lock), any other file as plain CSV."""
+    from .feedback import PROD_COLUMNS, FeedbackStore
 
-    Returns (None, [why]) when there is no file or no row. Rows with an invalid code, label, prediction
-    are left out (the first one is named); a torn last line never reaches here (FeedbackStore).
+    if settings is not None and path.resolve() == settings.prod_path.resolve():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df = FeedbackStore(settings).read()
+        return df, [str(w.message) for w in caught]
+    import csv
+    import io
+
+    records = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8", errors="replace"), newline="")))
+    header = [h.strip().lstrip("\ufeff") for h in (records[0] if records else [])]
+    missing = [c for c in [*FEATURES, "target", "prediction", "p_poisonous"] if c not in header]
+    if missing:
+        return None, [f"{path} is not in the production format: column(s) {', '.join(missing)} are missing "
+                      f"(expected {', '.join(PROD_COLUMNS)}); no report was written."]
+    body = [r for r in records[1:] if r]
+    good = [r for r in body if len(r) == len(header)]
+    notes = [f"{len(body) - len(good)} line(s) of {path.name} with the wrong number of fields were left out."
+             ] if len(good) < len(body) else []
+    return pd.DataFrame(good, columns=header, dtype=object), notes
+
+
+def load_production(path: Path, settings: Settings | None = None) -> tuple[pd.DataFrame | None, list[str]]:
+    """Valid production rows (PROD_COLUMNS) and sentences about what was left out.
+
+    Returns (None, [why]) when there is no file or no valid row. Rows with an invalid code, true label
+    or prediction are left out and the first one is named.
     """
-    from .feedback import PROD_COLUMNS
-
     path = Path(path)
     if not path.exists():
         return None, [f"No production rows yet (no file {path}): there is nothing to compare with the "
                       "reference, so no report was written. Submit labelled rows first "
                       "(`mushroom feedback FILE` or the dashboard)."]
-    import csv
-    import io
-
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    records = list(csv.reader(io.StringIO(text, newline="")))
-    header, body = (records[0], records[1:]) if records else ([], [])
-    header = [h.strip().lstrip("\ufeff") for h in header]
-    missing = [c for c in [*FEATURES, "target", "prediction", "p_poisonous"] if c not in header]
-    if missing:
-        return None, [f"{path} is not in the production format: column(s) {', '.join(missing)} are missing "
-                      f"(expected {', '.join(PROD_COLUMNS)}); no report was written."]
-    notes = []
-    good = [r for r in body if len(r) == len(header)]
-    if len(good) < len([r for r in body if r]):
-        notes.append(f"{len([r for r in body if r]) - len(good)} line(s) of {path.name} with the wrong number "
-                     "of fields were left out.")
-    if not good:
+    df, notes = _read_rows(path, settings)
+    if df is None:
+        return None, notes
+    if df.empty:
         return None, [f"{path} holds no production rows yet: nothing to compare with the reference, so no "
                       "report was written."] + notes
-    df = pd.DataFrame(good, columns=header, dtype=object)
+    df = df.reset_index(drop=True)
     for col in FEATURES:
-        df[col] = df[col].str.strip()
+        df[col] = df[col].astype(str).str.strip()
     df["target"] = _words(df["target"])
     df["prediction"] = _words(df["prediction"])
     df["p_poisonous"] = pd.to_numeric(df["p_poisonous"], errors="coerce")
-    bad = pd.Series(False, index=df.index)
-    first = None
+    problems: dict[int, str] = {}  # row position -> first problem found in it
     for col in FEATURES:
-        wrong = ~df[col].isin(CODES[col].keys())
-        if wrong.any() and first is None:
-            pos = int(np.flatnonzero(wrong.to_numpy())[0])
-            first = f"row {pos + 1}, column '{col}' has {df[col].iloc[pos]!r}"
-        bad |= wrong
+        for pos in np.flatnonzero(~df[col].isin(CODES[col].keys()).to_numpy()):
+            problems.setdefault(int(pos), f"row {pos + 1}, column '{col}' has {df[col].iloc[pos]!r}")
     for col, what in (("target", "true label"), ("prediction", "prediction")):
-        wrong = df[col].isna()
-        if wrong.any() and first is None:
-            pos = int(np.flatnonzero(wrong.to_numpy())[0])
-            first = f"row {pos + 1} has no valid {what} (edible/poisonous)"
-        bad |= wrong
-    if bad.any():
-        notes.append(f"{int(bad.sum())} production row(s) with an invalid code or label were left out "
-                     f"(first: {first}).")
-    df = df[~bad].reset_index(drop=True)
+        for pos in np.flatnonzero(df[col].isna().to_numpy()):
+            problems.setdefault(int(pos), f"row {pos + 1} has no valid {what} (edible/poisonous)")
+    if problems:
+        notes.append(f"{len(problems)} production row(s) with an invalid code or label were left out "
+                     f"(first: {problems[min(problems)]}).")
+        df = df.drop(index=list(problems)).reset_index(drop=True)
     if df.empty:
         return None, notes + ["No valid production rows remain, so no report was written."]
     return df, notes
@@ -487,7 +491,7 @@ def build_report(settings: Settings, *, reference_path: str | Path | None = None
     reference_path = Path(reference_path or settings.ref_path)
     production_path = Path(production_path or settings.prod_path)
     ref_raw = load_reference(reference_path)
-    prod_raw, notes = load_production(production_path)
+    prod_raw, notes = load_production(production_path, settings)
     result = MonitoringResult(status="nothing", notes=notes, model_version=version, project_name=project_name)
     if prod_raw is None:
         result.seconds = time.perf_counter() - start
