@@ -81,18 +81,18 @@ class ModelService:
             stamp = self.registry.champion_stamp()
             if stamp == self._stamp:
                 return False
-            version = self.registry.champion()
-            if self._scorer is not None and version == self._scorer.version:
-                self._stamp = stamp
-                return False
             try:
+                version = self.registry.champion()
+                if self._scorer is not None and version == self._scorer.version:
+                    self._stamp = stamp
+                    return False
                 scorer = Scorer(self.registry.load(version))
             except (RegistryError, OSError, ValueError) as exc:
                 # the last good model keeps serving
                 self._bad_stamp = stamp
                 self.last_error = str(exc)
                 if self._scorer is not None:  # with nothing to keep, the caller gets the reason instead
-                    log.error("champion %s refused, keeping %s: %s", version, self._scorer.version, exc)
+                    log.error("champion pointer refused, keeping %s: %s", self._scorer.version, exc)
                 return False
             self._scorer, self._stamp = scorer, stamp
             self.last_error = None

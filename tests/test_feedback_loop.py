@@ -306,3 +306,12 @@ def test_sigkill_at_several_points_of_a_retrain(trained_home, tmp_path):
     # the kills really landed inside the retrain, and on both sides of it
     assert "retrain lost" in outcomes.values(), outcomes
     assert "retrain finished" in outcomes.values(), outcomes
+def test_damaged_pointer_keeps_the_model_in_memory_serving(trained_home):
+    from mushroom_lib.service import ModelService
+    import pandas as pd
+    svc = ModelService(trained_home)
+    rows = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False).head(3)
+    assert svc.predict(rows)["model_version"].tolist() == ["v0001"] * 3
+    (trained_home / "artifacts" / "champion.json").write_text("{not json")
+    assert svc.predict(rows)["model_version"].tolist() == ["v0001"] * 3
+    assert "champion.json" in svc.last_error
