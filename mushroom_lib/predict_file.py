@@ -2,13 +2,15 @@
 
 The file is streamed, so memory stays flat whatever its size:
 
-1. **The head** (the first 256 KiB, cut at a line end) goes through ``schema.read_csv_bytes``: the same checks
+1. **The head** (the first 64 KiB, cut at a line end) goes through ``schema.read_csv_bytes``: the same checks
    and messages as the in-memory reader for an empty, binary, JSON, UTF-16 or non-UTF-8 file, a wrong
    delimiter, a ragged row in the first lines, and the layout (header, or headerless UCI / features only).
    The column names go through ``schema.validate_frame`` (missing, misspelled, duplicated columns; the
    warning naming extra columns).
-2. **The body** is read by pyarrow's streaming CSV reader in blocks of ``BLOCK_BYTES`` (16 MiB, ~350k rows).
-   Each column becomes a small dictionary of distinct strings plus one index per row, so validating a block
+2. **The body** is read by pyarrow's streaming CSV reader in a background thread, in blocks of ``BLOCK_BYTES``
+   (1 MiB: pyarrow reads up to 32 blocks ahead, so this bounds the read-ahead), gathered into chunks of
+   ``CHUNK_ROWS`` rows (262,144). Memory is therefore flat whatever the file size (~0.5 GB peak RSS).
+   Each column becomes a small dictionary of distinct strings plus one index per row, so validating a chunk
    is a look-up of each distinct string (stripped, as ``validate_frame`` does). A block with any bad cell is
    handed to ``validate_frame(block, first_row=...)``, which raises the usual sentence with the row number
    counted from the start of the file. A ragged row or bad UTF-8 later in the file is located by a
@@ -52,8 +54,9 @@ from .scoring import SCORED_COLUMNS, Scorer
 from .service import ModelService
 from .settings import Settings
 
-HEAD_BYTES = 256 * 1024
-BLOCK_BYTES = 16 * 1024 * 1024
+HEAD_BYTES = 64 * 1024
+BLOCK_BYTES = 1 << 20     #: pyarrow's read block; it reads up to 32 of them ahead
+CHUNK_ROWS = 1 << 18      #: rows validated, scored and written together
 _LOOKUPS = {f: {c: i for i, c in enumerate(CODES[f])} for f in FEATURES}
 
 
@@ -209,8 +212,12 @@ def _explain_utf8(layout: Layout) -> SchemaError:
     return SchemaError(f"{layout.source}: the file is not UTF-8 text; save the file as UTF-8")
 
 
-def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, progress=None) -> Iterator[Block]:
-    """Stream the body of a CSV file as Blocks (pyarrow's reader); ragged rows and bad UTF-8 raise SchemaError."""
+def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, chunk_rows: int = CHUNK_ROWS,
+                progress=None) -> Iterator[Block]:
+    """Stream the body of a CSV file as Blocks of about ``chunk_rows`` rows (pyarrow's reader, in a thread).
+
+    Ragged rows and bad UTF-8 raise SchemaError naming the line, as the in-memory reader does.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -222,7 +229,8 @@ def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, progress=None)
             ragged.set()
         return "skip"
 
-    read = pacsv.ReadOptions(column_names=cols, skip_rows=layout.skip_lines, block_size=block_size, use_threads=True)
+    read = pacsv.ReadOptions(column_names=cols, skip_rows=layout.skip_lines, block_size=block_size,
+                             use_threads=False)  # parsing runs in our reader thread, next to the scoring
     parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid)
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in cols}, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
@@ -230,16 +238,16 @@ def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, progress=None)
         try:
             reader = pacsv.open_csv(fh, read_options=read, parse_options=parse, convert_options=convert)
             seen = 0
-            with contextlib.closing(_prefetch(reader)) as batches:  # stop the reader thread on any exit
-                for batch in batches:
+            with contextlib.closing(_prefetch(reader, chunk_rows)) as chunks:  # stop the thread on any exit
+                for table in chunks:
                     if ragged.is_set():
                         raise _explain_ragged(layout)
                     if progress is not None:
                         pos = fh.tell()
                         progress.update(pos - seen)
                         seen = pos
-                    pairs = [_arrow_column(batch.column(j)) for j in range(batch.num_columns)]
-                    yield Block([v for v, _ in pairs], [i for _, i in pairs], batch.num_rows)
+                    pairs = [_arrow_column(table.column(j).chunk(0)) for j in range(table.num_columns)]
+                    yield Block([v for v, _ in pairs], [i for _, i in pairs], table.num_rows)
         except pa.ArrowInvalid as exc:
             text = str(exc)
             if "UTF8" in text or "UTF-8" in text:
@@ -251,9 +259,14 @@ def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, progress=None)
             raise _explain_ragged(layout)
 
 
-def _prefetch(reader, depth: int = 2):
-    """Iterate a pyarrow batch reader with the next batches parsed in a background thread (it frees the GIL)."""
+def _prefetch(reader, chunk_rows: int, depth: int = 1):
+    """Tables of about ``chunk_rows`` rows (one chunk per column), read and parsed in a background thread.
+
+    pyarrow frees the GIL while it parses, so reading overlaps with the scoring in the calling thread.
+    """
     import queue
+
+    import pyarrow as pa
 
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -270,9 +283,17 @@ def _prefetch(reader, depth: int = 2):
 
     def work():
         try:
+            batches, rows = [], 0
             for batch in reader:
-                if not put(batch):
-                    return
+                if batch.num_rows:
+                    batches.append(batch)
+                    rows += batch.num_rows
+                if rows >= chunk_rows:
+                    if not put(pa.Table.from_batches(batches).combine_chunks()):
+                        return
+                    batches, rows = [], 0
+            if batches and not put(pa.Table.from_batches(batches).combine_chunks()):
+                return
             put(done)
         except BaseException as exc:  # handed to the consumer
             put(exc)
@@ -406,16 +427,52 @@ def _progress_bar(total: int, enabled: bool, desc: str):
                 leave=False)
 
 
+@contextlib.contextmanager
+def _background_writes(out, depth: int = 2):
+    """A ``write(text)`` that encodes and writes in a background thread (the write system call frees the GIL)."""
+    import queue
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    failed: list[BaseException] = []
+    done = object()
+
+    def work():
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if not failed:
+                try:
+                    out.write(item.encode("utf-8"))
+                except BaseException as exc:  # raised in the caller's thread at its next write or at the end
+                    failed.append(exc)
+
+    def write(text: str) -> None:
+        if failed:
+            raise failed[0]
+        q.put(text)
+
+    t = threading.Thread(target=work, name="mushroom-csv-writer", daemon=True)
+    t.start()
+    try:
+        yield write
+    finally:
+        q.put(done)
+        t.join()
+    if failed:
+        raise failed[0]
+
+
 def score_stream(scorer: Scorer, layout: Layout, out, *, block_size: int = BLOCK_BYTES,
-                 progress: bool = False) -> int:
+                 chunk_rows: int = CHUNK_ROWS, progress: bool = False) -> int:
     """Stream one CSV file through ``score_block`` into the binary handle ``out``; returns rows scored."""
     rows = 0
-    out.write(layout.header_text().encode("utf-8"))
     total = layout.path.stat().st_size
-    with _progress_bar(total, progress, f"scoring {layout.path.name}") as bar:
-        for block in iter_blocks(layout, block_size=block_size, progress=bar):
+    with _progress_bar(total, progress, f"scoring {layout.path.name}") as bar, _background_writes(out) as write:
+        write(layout.header_text())
+        for block in iter_blocks(layout, block_size=block_size, chunk_rows=chunk_rows, progress=bar):
             text, n = score_block(scorer, layout, block, rows + 1)
-            out.write(text.encode("utf-8"))
+            write(text)
             rows += n
         bar.update(max(0, total - bar.n))
     if rows == 0:
@@ -426,7 +483,7 @@ def score_stream(scorer: Scorer, layout: Layout, out, *, block_size: int = BLOCK
 
 def predict_file(settings: Settings, input_path: str | Path, output: str | Path | None = None, *,
                  size_cap: int | None = None, engine: str = "local", progress: bool = False,
-                 block_size: int = BLOCK_BYTES) -> int:
+                 block_size: int = BLOCK_BYTES, chunk_rows: int = CHUNK_ROWS) -> int:
     """Validate and score a whole CSV file, then write OUT (atomically) or stdout. Returns rows scored.
 
     ``engine="dask"`` scores a file, a glob or a folder of CSV files over dask partitions (``predict_dask``).
@@ -440,7 +497,7 @@ def predict_file(settings: Settings, input_path: str | Path, output: str | Path 
     for note in layout.warnings:
         warnings.warn(note, stacklevel=2)
     with staged_output(output) as out:
-        return score_stream(scorer, layout, out, block_size=block_size, progress=progress)
+        return score_stream(scorer, layout, out, block_size=block_size, chunk_rows=chunk_rows, progress=progress)
 
 
 # ---------------------------------------------------------------- dask

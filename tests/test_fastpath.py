@@ -60,10 +60,12 @@ def _in_memory(home, path) -> bytes:
     return ModelService(home).predict(frame).to_csv(index=False, lineterminator="\n").encode()
 
 
-def _stream(home, path, out, block_size=P.BLOCK_BYTES) -> bytes:
+def _stream(home, path, out, small=False) -> bytes:
+    """predict_file; ``small``: 4 KiB reads gathered into chunks of 97 rows (many chunk boundaries)."""
+    sizes = {"block_size": 4096, "chunk_rows": 97} if small else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        P.predict_file(get_settings(home), path, out, block_size=block_size)
+        P.predict_file(get_settings(home), path, out, **sizes)
     return out.read_bytes()
 
 
@@ -182,8 +184,8 @@ def test_streaming_output_equals_non_streaming(fast_home, rows, tmp_path, name):
     src = tmp_path / f"{name}.csv"
     src.write_bytes(_awkward_files(rows)[name])
     whole = _in_memory(fast_home, src)
-    assert _stream(fast_home, src, tmp_path / "a.csv", block_size=4096) == whole  # many small blocks
-    assert _stream(fast_home, src, tmp_path / "b.csv") == whole                    # one block
+    assert _stream(fast_home, src, tmp_path / "a.csv", small=True) == whole  # many small chunks
+    assert _stream(fast_home, src, tmp_path / "b.csv") == whole                # one chunk
 
 
 def _bad(df, row, col, value):
@@ -201,7 +203,7 @@ def test_errors_in_a_later_block_name_the_row_in_the_file(fast_home, rows, tmp_p
     src, out = tmp_path / "bad.csv", tmp_path / "bad.out.csv"
     src.write_bytes(_csv(_bad(rows.drop(columns="class"), row, col, value)))
     with pytest.raises(SchemaError) as streamed:
-        _stream(fast_home, src, out, block_size=4096)
+        _stream(fast_home, src, out, small=True)
     for w in words:
         assert w in str(streamed.value)
     assert streamed.value.row == row + 1 and streamed.value.column == col
@@ -217,7 +219,7 @@ def test_blank_lines_do_not_count_as_rows(fast_home, rows, tmp_path):
     src = tmp_path / "blank.csv"
     src.write_bytes(b"\n".join(lines[:100] + [b"", b"", b",,"] + lines[100:]))
     with pytest.raises(SchemaError, match="row 4001, column 'odor'") as streamed:
-        _stream(fast_home, src, tmp_path / "o.csv", block_size=4096)
+        _stream(fast_home, src, tmp_path / "o.csv", small=True)
     with pytest.raises(SchemaError) as whole:
         _in_memory(fast_home, src)
     assert str(streamed.value) == str(whole.value)
@@ -233,7 +235,7 @@ def test_ragged_row_and_bad_bytes_after_the_head_name_their_line(fast_home, rows
         src = tmp_path / f"{name}.csv"
         src.write_bytes(b"\n".join(body))
         with pytest.raises(SchemaError) as streamed:
-            _stream(fast_home, src, tmp_path / "o.csv", block_size=4096)
+            _stream(fast_home, src, tmp_path / "o.csv", small=True)
         with pytest.raises(SchemaError) as whole:
             _in_memory(fast_home, src)
         assert str(streamed.value) == str(whole.value), name
@@ -244,11 +246,11 @@ def test_stdout_gets_nothing_when_a_later_block_is_bad(fast_home, rows, tmp_path
     src = tmp_path / "bad.csv"
     src.write_bytes(_csv(_bad(rows.drop(columns="class"), 6900, "odor", "z")))
     with pytest.raises(SchemaError, match="row 6901"):
-        P.predict_file(get_settings(fast_home), src, None, block_size=4096)
+        P.predict_file(get_settings(fast_home), src, None, block_size=4096, chunk_rows=97)
     assert capfdbinary.readouterr().out == b""
     good = tmp_path / "good.csv"
     good.write_bytes(_csv(rows.drop(columns="class").iloc[:300]))
-    P.predict_file(get_settings(fast_home), good, None, block_size=4096)
+    P.predict_file(get_settings(fast_home), good, None, block_size=4096, chunk_rows=97)
     assert capfdbinary.readouterr().out == _in_memory(fast_home, good)
 
 
