@@ -167,19 +167,17 @@ def _grid_class():
             if self._on_edit:
                 self._on_edit(row, cols[col_index], value)
 
-        def set_cells(self, row: int, values: dict, page_has: tuple = ()) -> None:
+        def set_cells(self, row: int, values: dict) -> None:
             """Set cells of one row (by position) here and on the page, without firing edit handlers.
 
-            Columns in ``page_has`` already show the value on the page and are not sent (the page echoes
-            every cell it is sent back as an edit, so sending only what changed keeps that echo short).
+            The page gets the whole row in one ``row-changed`` message: one repaint, and (unlike
+            ``cell-changed``) the page does not echo it back as an edit.
             """
             frame = self._data["data"]
-            cols = self.columns()
             for column, value in values.items():
                 frame.at[row, column] = value
-                if column not in page_has:
-                    self.send({"event_type": "cell-changed", "row": int(row),
-                               "column_index": cols.index(column), "value": value})
+            self.send({"event_type": "row-changed", "row": int(row),
+                       "value": [_jsonable(frame.at[row, c]) for c in self.columns()]})
 
     return SafeDataGrid
 
@@ -573,8 +571,7 @@ class Dashboard:
             return
         with self._lock:
             old = self.rows.at[row, column] if column in self.rows.columns else None
-            if _same(old, value):
-                # the page echoes every cell the kernel sets (and a refused value restored): nothing to do
+            if _same(old, value):  # nothing changed (e.g. an editor closed without a change): nothing to do
                 return
             number = self.row_numbers[row]
 
@@ -596,7 +593,7 @@ class Dashboard:
                            UNCERTAIN: UNCERTAIN_MARK if bool(scored[UNCERTAIN]) else "", SENT: ""}
                 for k, v in changes.items():
                     self.rows.at[row, k] = v
-                self.grid.set_cells(row, changes, page_has=(column,) if code == value else ())
+                self.grid.set_cells(row, changes)
                 self.clear_errors()
                 self._say(f"row {number}: {_esc(column)} = {_esc(code)} ({_esc(CODES[column][code])}) → "
                           f"<b>{_esc(scored[PREDICTION])}</b> (p_poisonous {float(scored[P_POISONOUS]):.3f})")
@@ -610,7 +607,7 @@ class Dashboard:
                 if self.rows.at[row, SENT]:
                     self.rows.at[row, SENT] = ""
                     changes[SENT] = ""
-                self.grid.set_cells(row, changes, page_has=(TRUE_LABEL,) if word == value else ())
+                self.grid.set_cells(row, changes)
                 self.clear_errors()
                 self._say(f"row {number}: true label {_esc(word or '(cleared)')}; "
                           f"{self.labelled_count()} labelled row(s) ready to send")
@@ -663,33 +660,56 @@ class Dashboard:
         with self._lock:
             frame = self.rows.loc[positions, FEATURES].reset_index(drop=True)
             frame[TARGET] = self.rows.loc[positions, TRUE_LABEL].to_numpy()
-            receipt = self.service.submit_feedback(frame, wait=False, source="dashboard",
-                                                   on_done=self._on_feedback_done)
+            try:
+                expect_retrain = len(positions) >= self.service.rows_until_retrain()
+            except Exception:  # only decides when the progress indicator shows
+                expect_retrain = False
+            # Tell the page first: a retrain started by this call keeps the kernel busy, and widget
+            # messages sent while it trains reach the page slowly.
+            self.clear_errors()
+            self._mark_sent(positions, "yes")
+            if expect_retrain:
+                self._show_pending(True)
+            self._say(f"sending {len(positions)} row(s) as feedback…")
+            try:
+                receipt = self.service.submit_feedback(frame, wait=False, source="dashboard",
+                                                       on_done=self._on_feedback_done)
+            except Exception:
+                self._mark_sent(positions, "")
+                if not self._inflight:
+                    self._show_pending(False)
+                raise
             self.last_receipt = receipt
-            for pos in positions:
-                self.rows.at[pos, SENT] = "yes"
-            self._push_sent(positions)
             if receipt.retrain_pending and id(receipt) not in self._finished:
                 self._inflight.add(id(receipt))
-                self.pending.value = ("<span class='mushroom-spinner'></span>retraining on the feedback… "
-                                      "the grid stays usable")
-                self.pending.layout.display = None
-        self.clear_errors()
+                if not expect_retrain:
+                    self._show_pending(True)
+            elif not self._inflight:
+                self._show_pending(False)
         extra = (f"; {receipt.contradictions} contradict the dataset's label for identical features"
                  if receipt.contradictions else "")
-        state = "retraining now" if receipt.retrain_pending else \
+        state = "retraining now — the grid stays usable" if receipt.retrain_pending else \
             f"{receipt.rows_until_retrain} of {self.settings.k} until the next retrain"
         self._say(f"sent {receipt.rows_written} row(s) as feedback{_esc(extra)}; {state}")
         if not receipt.retrain_pending:
             self._update_until(receipt.rows_until_retrain)
         return receipt
 
-    def _push_sent(self, positions: list[int]) -> None:
-        if len(positions) > 200:
-            self._push_grid()
+    def _show_pending(self, on: bool) -> None:
+        if on:
+            self.pending.value = "<span class='mushroom-spinner'></span>retraining on the feedback…"
+            self.pending.layout.display = None
         else:
-            for pos in positions:
-                self.grid.set_cells(pos, {SENT: "yes"})
+            self.pending.layout.display = "none"
+            self.pending.value = ""
+
+    def _mark_sent(self, positions: list[int], mark: str) -> None:
+        for pos in positions:
+            self.rows.at[pos, SENT] = mark
+        if len(positions) == 1:
+            self.grid.set_cells(positions[0], {SENT: mark})
+        else:  # one bulk update repaints once; a message per row would repaint per row
+            self._push_grid()
 
     def _on_feedback_done(self, receipt) -> None:
         """Runs when submit_feedback is done (in the retrain thread after a retrain)."""
@@ -699,8 +719,7 @@ class Dashboard:
                 was_pending = id(receipt) in self._inflight
                 self._inflight.discard(id(receipt))
                 if not self._inflight:
-                    self.pending.layout.display = "none"
-                    self.pending.value = ""
+                    self._show_pending(False)
                 if not receipt.retrained:
                     if receipt.reason:  # the background retrain failed
                         self._error(receipt.reason)
@@ -943,8 +962,8 @@ def _same(current: Any, incoming: Any) -> bool:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.floating,)):
-        return float(value)
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
     if isinstance(value, (np.integer,)):
         return int(value)
     return value

@@ -6,6 +6,8 @@ stopped at the end of each test. Without chromium the browser tests are skipped 
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import time
@@ -83,7 +85,7 @@ def _upload(page, path: Path, rows: int) -> None:
     page.wait_for_selector(".mushroom-grid canvas", state="visible")
 
 
-def _type_true_label(page, row: int, label: str) -> None:
+def _type_true_label(page, row: int, label: str, wait: bool = True) -> None:
     """Double-click the row's 'true label' cell (the first grid column), type, Enter."""
     box = page.locator(".mushroom-grid").bounding_box()
     x = box["x"] + ROW_HEADER_W + TRUE_LABEL_W / 2
@@ -91,7 +93,8 @@ def _type_true_label(page, row: int, label: str) -> None:
     page.mouse.dblclick(x, y)
     page.keyboard.type(label)
     page.keyboard.press("Enter")
-    _wait_text(page, f"row {row + 1}: true label {label}")
+    if wait:
+        _wait_text(page, f"row {row + 1}: true label {label}")
 
 
 def _sample(trained_home: Path, tmp_path: Path, n: int) -> tuple[Path, list[str]]:
@@ -127,12 +130,25 @@ def test_upload_label_in_the_grid_send_until_retrain_and_see_the_new_version(bro
             _type_true_label(page, row, labels[row])
         _wait_text(page, "9 labelled row(s) ready to send")
         page.click(".mushroom-submit-feedback")
+        page.wait_for_selector(".mushroom-pending", state="visible", timeout=10_000)  # retraining shows
+        _type_true_label(page, 11, labels[11], wait=False)  # the grid stays usable meanwhile
         page.wait_for_function("() => document.querySelector('.mushroom-model-version').innerText"
                                ".includes('v0002')", timeout=120_000)
-        _wait_text(page, "v0002 now serves")
         assert page.locator(".mushroom-pending").is_hidden()
         assert "10 of 10 until the next retrain" in page.inner_text(".mushroom-app")
-        page.wait_for_timeout(500)
+
+        # the scored grid as the download link carries it: labels typed in the grid, the new model
+        page.click(".mushroom-download button")
+        link = page.wait_for_selector(".mushroom-download a[download]", timeout=30_000)
+        data = base64.b64decode(link.get_attribute("href").split("base64,", 1)[1]).decode()
+        table = pd.read_csv(io.StringIO(data), dtype=str, keep_default_na=False)
+        assert list(table["true label"][:10]) == labels[:10] and table["true label"][11] == labels[11]
+        assert list(table["sent"][:10]) == ["yes"] * 10 and set(table["model_version"]) == {"v0002"}
+
+        page.get_by_text("3-D PCA view", exact=True).click()  # the plot is only built when its section opens
+        page.wait_for_selector(".mushroom-scatter .main-svg", state="visible", timeout=60_000)
+        page.set_viewport_size({"width": 1400, "height": 1500})
+        page.wait_for_timeout(1500)
         (ROOT / "reports").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "reports" / "dashboard.png"), full_page=True)
 
@@ -144,6 +160,10 @@ def test_upload_label_in_the_grid_send_until_retrain_and_see_the_new_version(bro
         page.keyboard.press("Enter")
         page.wait_for_selector(".mushroom-errors", state="visible")
         assert "not a label" in page.inner_text(".mushroom-errors")
+    except Exception:
+        (ROOT / "reports").mkdir(exist_ok=True)
+        page.screenshot(path=str(ROOT / "reports" / "dashboard-failure.png"), full_page=True)
+        raise
     finally:
         context.close()
     assert outside == [], f"the page asked for resources outside 127.0.0.1: {outside[:5]}"

@@ -180,17 +180,22 @@ def test_invalid_edits_are_refused_and_restored(dash, trained_home):
     assert "not a label" in dash.error_text and dash.rows.at[1, "true label"] == ""
 
 
-def test_the_page_echo_of_a_cell_the_kernel_set_is_a_no_op(dash, trained_home):
-    """The page answers every cell the kernel sets with an edit event of the same value: no ping-pong."""
+def test_an_edit_goes_back_to_the_page_as_one_row_update_and_unchanged_cells_are_no_ops(dash, trained_home):
     dash.upload_bytes(_csv(_rows(trained_home, 3)), name="x.csv")
     sent = []
     dash.grid.send = lambda content, buffers=None: sent.append(content)
+    assert dash.edit_cell(0, "odor", "n")
+    assert len(sent) == 1 and sent[0]["event_type"] == "row-changed" and sent[0]["row"] == 0
+    cols = dash.grid.columns()
+    assert sent[0]["value"][cols.index("odor")] == "n"
+    assert sent[0]["value"][cols.index("prediction")] == dash.rows.at[0, "prediction"]
+    sent.clear()
     assert dash.edit_cell(0, "true label", " Edible ")
-    assert [m["value"] for m in sent] == ["edible"]  # the normalised label goes back to the page once
+    assert [m["value"][cols.index("true label")] for m in sent] == ["edible"]  # normalised on the page too
     sent.clear()
     before = list(dash.messages)
     for column in ("true label", "prediction", "p_poisonous", "odor"):
-        dash.edit_cell(0, column, dash.rows.at[0, column])  # the echo
+        dash.edit_cell(0, column, dash.rows.at[0, column])  # an editor closed without a change
     assert sent == [] and dash.messages == before and dash.error_text == ""
 
 
