@@ -7,9 +7,9 @@ Everything that reaches the kernel from the page (the uploaded file, grid edits,
 treated as untrusted input: it is type-checked, size-capped and validated through :mod:`schema` before
 anything is scored, and every piece of it shown back in HTML is escaped.
 
-Heavy front-end pieces are created after the first paint: the page starts with the upload widget, the
-badge and the forms; the ipydatagrid grid appears with the first upload and the plotly 3-D view with the
-first upload (or its button), so the browser only fetches their code when they are needed.
+Heavy front-end pieces come after the first paint: the page starts with the upload widget, the badge
+and the forms; the (empty) ipydatagrid grid is created once the page has fetched those, and the plotly 3-D
+view only when its section is opened, so their browser code never delays the first usable widget.
 """
 
 from __future__ import annotations
@@ -204,7 +204,6 @@ class Dashboard:
         self._inflight: set[int] = set()
         self._finished: set[int] = set()
         self._shown_version: str | None = None
-        self._last_change: str | None = None
         self._ref: pd.DataFrame | None = None
         self._build()
         self._show_version(self.service.model_version, note=None)
@@ -255,28 +254,18 @@ class Dashboard:
                                    layout=W.Layout(align_items="center"))
         self.download_box.add_class("mushroom-download")
 
-        self.form = {}
-        for feature in FEATURES:
-            dd = W.Dropdown(options=[(f"{name} ({code})", code) for code, name in CODES[feature].items()],
-                            value=None, description=human(feature),
-                            style={"description_width": "170px"}, layout=W.Layout(width="330px"))
-            self.form[feature] = dd
-        self.predict_button = W.Button(description="Predict", button_style="primary", icon="search")
-        self.predict_button.on_click(lambda _b: self._interaction(self.predict_manual))
-        self.add_row_button = W.Button(description="Add to grid", icon="plus")
-        self.add_row_button.on_click(lambda _b: self._interaction(self.add_manual_row))
+        # the 22 dropdowns (about 70 widget models with their layouts and styles) are built when the
+        # section opens: fewer models for the page to create before the first paint
+        self._form: dict | None = None
         self.manual_result = W.HTML("")
-        self.manual_form = W.VBox([
-            W.GridBox(list(self.form.values()),
-                      layout=W.Layout(grid_template_columns="repeat(auto-fill, 340px)")),
-            W.HBox([self.predict_button, self.add_row_button, self.manual_result],
-                   layout=W.Layout(align_items="center"))])
+        self.manual_form = W.VBox([W.HTML("<span class='mushroom-note'>22 dropdowns, one per feature, "
+                                          "with the codes' names.</span>")])
         self.manual_form.add_class("mushroom-manual-form")
 
         self.plot_button = W.Button(description="Show 3-D view", icon="cube")
         self.plot_button.on_click(lambda _b: self._interaction(self.show_plot))
         self.plot_box = W.VBox([W.HTML("<span class='mushroom-note'>A 3-D PCA view of your rows over the "
-                                       "reference data; it opens with the first upload.</span>"),
+                                       "reference data, coloured by prediction.</span>"),
                                 self.plot_button])
         self.plot_box.add_class("mushroom-plot")
 
@@ -298,7 +287,31 @@ class Dashboard:
                             self.download_box, sections])
         self.root.add_class("mushroom-app")
 
+    @property
+    def form(self) -> dict:
+        """feature -> Dropdown of the manual form (built on first use)."""
+        if self._form is None:
+            W = self.W
+            self._form = {}
+            for feature in FEATURES:
+                self._form[feature] = W.Dropdown(
+                    options=[(f"{name} ({code})", code) for code, name in CODES[feature].items()],
+                    value=None, description=human(feature), style={"description_width": "170px"},
+                    layout=W.Layout(width="330px"))
+            self.predict_button = W.Button(description="Predict", button_style="primary", icon="search")
+            self.predict_button.on_click(lambda _b: self._interaction(self.predict_manual))
+            self.add_row_button = W.Button(description="Add to grid", icon="plus")
+            self.add_row_button.on_click(lambda _b: self._interaction(self.add_manual_row))
+            self.manual_form.children = [
+                W.GridBox(list(self._form.values()),
+                          layout=W.Layout(grid_template_columns="repeat(auto-fill, 340px)")),
+                W.HBox([self.predict_button, self.add_row_button, self.manual_result],
+                       layout=W.Layout(align_items="center"))]
+        return self._form
+
     def _on_section(self, change) -> None:
+        if change.get("new") == 0:  # the manual form opened: build its dropdowns now
+            self._interaction(lambda: self.form)
         if change.get("new") == 1 and self.figure is None:  # the 3-D view opened: build it now
             self._interaction(self.show_plot)
 
@@ -310,8 +323,8 @@ class Dashboard:
     def show(self):
         """Display the dashboard (the notebook's only cell calls this).
 
-        The grid and plot libraries are imported here, in the kernel, so the first upload does not pay
-        for it; their widgets (and the browser code behind them) are still only created after that upload.
+        The grid and plot libraries are imported here, in the (pre-heated) kernel, so no interaction pays
+        for it; their widgets, and the browser code behind them, come after the first paint.
         """
         self._ipython_display_()
         import ipydatagrid  # noqa: F401
@@ -386,7 +399,8 @@ class Dashboard:
             for key in ("accuracy", "f1", "false_edible"):
                 if key in delta:
                     v = delta[key]
-                    bits.append(f"{key} {v:+d}" if key == "false_edible" else f"{key} {v * 100:+.2f} pts")
+                    bits.append(f"{key} {int(round(v)):+d}" if key == "false_edible"
+                                else f"{key} {v * 100:+.2f} pts")
             parts.append(f"<span class='delta'>{_esc(', '.join(bits))}</span>")
         elif note:
             parts.append(f"<span class='delta'>{_esc(note)}</span>")
@@ -597,6 +611,7 @@ class Dashboard:
                 self.clear_errors()
                 self._say(f"row {number}: {_esc(column)} = {_esc(code)} ({_esc(CODES[column][code])}) → "
                           f"<b>{_esc(scored[PREDICTION])}</b> (p_poisonous {float(scored[P_POISONOUS]):.3f})")
+                self._refresh_plot()  # the row moved in PCA space
             elif column == TRUE_LABEL:
                 word = _label_word(text)
                 if word is None:
@@ -615,7 +630,6 @@ class Dashboard:
                 refuse("this column is computed or comes from the file; edit a feature or the true label")
                 return
             self.download_link.value = ""
-            self._refresh_plot()
 
     # --------------------------------------------------------------- feedback
     def labelled_count(self) -> int:
@@ -727,7 +741,6 @@ class Dashboard:
                         self._update_until()
                     return
                 if receipt.promoted:
-                    self._last_change = receipt.model_version
                     self._show_version(receipt.model_version, note=None, delta=receipt.metrics_delta or None)
                     self._rescore_all()
                     self._say(f"retrained in {receipt.retrain_seconds or 0:.1f}s: {_esc(receipt.model_version)} "

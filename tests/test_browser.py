@@ -114,7 +114,11 @@ def test_upload_label_in_the_grid_send_until_retrain_and_see_the_new_version(bro
         page.goto(server.url, timeout=90_000)
         page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
         assert "model v0001" in page.inner_text(".mushroom-model-version")
-        assert page.locator(".mushroom-manual-form").count() == 1
+        page.get_by_text("Enter one mushroom by hand", exact=True).click()  # built when opened
+        page.wait_for_function("() => document.querySelectorAll('.mushroom-manual-form select').length == 22",
+                               timeout=30_000)
+        assert "odor" in page.inner_text(".mushroom-manual-form")
+        page.get_by_text("Enter one mushroom by hand", exact=True).click()
         csv_path, labels = _sample(trained_home, tmp_path, 30)
         _upload(page, csv_path, 30)
         assert page.locator(".mushroom-errors").is_hidden()
