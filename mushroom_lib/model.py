@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
 
 from .schema import FEATURES, LABELS
+
+if TYPE_CHECKING:  # scikit-learn is imported where it is used: scoring from a saved plan does without it
+    from sklearn.pipeline import Pipeline
 
 POSITIVE = "p"  #: poisonous is the positive class everywhere
 UNCERTAIN_NOTE = "uncertain - treat as poisonous"
@@ -43,6 +42,9 @@ class ModelConfig:
 
 
 def _encoder(cfg: ModelConfig):
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, TargetEncoder
+
     if cfg.encoder == "target":
         folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=cfg.seed)  # the cross-fitting inside fit
         return TargetEncoder(target_type="binary", smooth=cfg.smooth, cv=folds)
@@ -68,6 +70,10 @@ def _classifier(cfg: ModelConfig):
 
 def build_pipeline(cfg: ModelConfig) -> Pipeline:
     """One Pipeline, fitted as a whole: encoder -> StandardScaler -> PCA(n_components) -> classifier."""
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return Pipeline([
         ("encode", _encoder(cfg)),
         ("scale", StandardScaler()),
@@ -123,6 +129,8 @@ def choose_threshold(p_oof: np.ndarray, y: np.ndarray, cfg: ModelConfig) -> floa
 
 def out_of_fold(cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
     """Out-of-fold p_poisonous on the training rows (for the threshold)."""
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
     folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
     proba = cross_val_predict(build_pipeline(cfg), X[FEATURES], y, cv=folds, method="predict_proba")
     return proba[:, 1]
@@ -149,6 +157,8 @@ def fit(X: pd.DataFrame, labels, cfg: ModelConfig) -> Trained:
 
 def metrics(p: np.ndarray, y, threshold: float) -> dict:
     """accuracy, precision, recall, f1 (poisonous = positive), confusion matrix and false_edible."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
+
     y = np.asarray(y)
     if y.dtype == object:
         y = to_binary(y)

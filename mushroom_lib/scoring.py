@@ -129,33 +129,39 @@ class LinearEmbedding:
 
 # ------------------------------------------------------------------ classifiers
 class _KnnRule:
-    """p_poisonous of a fitted KNeighborsClassifier from its own neighbour search, plus fragile rows."""
+    """p_poisonous of a fitted KNeighborsClassifier, from its training points in PCA space, plus fragile rows.
 
-    def __init__(self, knn, threshold: float):
-        self.k = int(knn.n_neighbors)
-        self.n_fit = int(knn.n_samples_fit_)
-        self.weights = knn.weights
-        classes = list(knn.classes_)
-        self.pos = (np.asarray(knn._y) == classes.index(1)) if 1 in classes else np.zeros(self.n_fit, bool)
-        self.single = len(classes) == 1
-        self.threshold = threshold
-        tree = getattr(knn, "_tree", None)
-        if knn._fit_method in ("kd_tree", "ball_tree") and tree is not None:
-            self._query = lambda X, k: tree.query(X, k=k)
-        else:
-            self._query = lambda X, k: knn.kneighbors(X, n_neighbors=k)
+    The neighbours come from scipy's KD-tree over the classifier's own ``_fit_X`` (the same points, the same
+    Euclidean distances; cheaper to call than scikit-learn's and importable without it), the weighting and
+    the vote are scikit-learn's. Rows whose answer could depend on how a tie or a zero distance is broken
+    are marked fragile, and the Pipeline scores them.
+    """
+
+    def __init__(self, fit_X: np.ndarray, pos: np.ndarray, k: int, weights: str, threshold: float,
+                 const_p: float | None = None):
+        from scipy.spatial import cKDTree
+
+        self.fit_X, self.pos = np.ascontiguousarray(fit_X, dtype=np.float64), np.asarray(pos, dtype=bool)
+        self.k, self.n_fit, self.weights = int(k), len(self.fit_X), str(weights)
+        self.threshold, self.const_p = float(threshold), const_p
+        self.tree = cKDTree(self.fit_X)
 
     @staticmethod
     def usable(knn) -> bool:
+        """A fitted KNeighborsClassifier this rule reproduces (Euclidean, uniform or distance weights)."""
         return (type(knn).__name__ == "KNeighborsClassifier" and knn.weights in ("distance", "uniform")
                 and not getattr(knn, "outputs_2d_", False) and knn.metric in ("minkowski", "euclidean")
-                and (knn.metric == "euclidean" or knn.p == 2) and hasattr(knn, "_y"))
+                and (knn.metric == "euclidean" or knn.p == 2) and knn.metric_params is None
+                and hasattr(knn, "_y") and hasattr(knn, "_fit_X") and knn.n_neighbors <= knn.n_samples_fit_)
 
     def proba(self, E: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(p, fragile) for embedded points; fragile rows must be scored by the Pipeline."""
-        n, k = len(E), min(self.k, self.n_fit)
+        n, k = len(E), self.k
+        if self.const_p is not None:  # one class seen in training: sklearn answers it for every row
+            return np.full(n, self.const_p), np.zeros(n, dtype=bool)
         extra = min(self.n_fit - k, 4)
-        dist, ind = self._query(E, k + extra)
+        dist, ind = self.tree.query(E, k=k + extra)
+        dist, ind = dist.reshape(n, k + extra), ind.reshape(n, k + extra)
         d, pos = dist[:, :k], self.pos[ind[:, :k]]
         if self.weights == "distance":
             with np.errstate(divide="ignore"):
@@ -171,7 +177,7 @@ class _KnnRule:
             p_neg += np.where(pos[:, i], 0.0, w[:, i])
         norm = p_neg + p_pos
         norm[norm == 0.0] = 1.0
-        p = np.ones(n) if self.single and self.pos.all() else p_pos / norm
+        p = p_pos / norm
         fragile = np.abs(p - self.threshold) <= _P_MARGIN
         if self.weights == "distance":
             fragile |= d[:, 0] <= _ZERO_DISTANCE
@@ -222,42 +228,182 @@ class _ForestRule:
 
 
 # ------------------------------------------------------------------ scorer
-class Scorer:
-    """Scores rows with one loaded model version (exactly as its Pipeline does, see the module notes)."""
+PLAN_FORMAT = 1
 
-    def __init__(self, loaded, *, fast: bool = True):
-        self.loaded = loaded
-        self.version = loaded.version
-        self.threshold = loaded.threshold
-        self.pipeline = loaded.pipeline
-        self.seen = M.seen_codes(loaded.pipeline)
-        self._seen_mask = [np.array([c in self.seen[f] for c in CODE_LIST[f]]) for f in FEATURES]
-        self.embedding = LinearEmbedding.from_pipeline(self.pipeline) if fast else None
-        clf = self.pipeline.steps[-1][1]
-        self._rule = None
-        if self.embedding is not None:
-            if _KnnRule.usable(clf):
-                self._rule = _KnnRule(clf, self.threshold)
-            elif _ForestRule.usable(clf):
+
+class ScoringPlan:
+    """What the fast path needs, as plain arrays: the embedding tables, the KNN's training points and labels,
+    which codes training saw, the threshold. Read off a fitted pipeline (``from_pipeline``); saved and loaded
+    without pickle (``save`` / ``load``), so a process that only scores rows needs neither scikit-learn nor
+    the model file until a fragile row asks for the Pipeline.
+    """
+
+    def __init__(self, version: str, threshold: float, model_sha256: str | None, embedding: LinearEmbedding,
+                 knn: dict, seen_mask: list[np.ndarray]):
+        self.version, self.threshold, self.model_sha256 = version, float(threshold), model_sha256
+        self.embedding, self.knn, self.seen_mask = embedding, knn, seen_mask
+
+    @classmethod
+    def from_pipeline(cls, loaded) -> "ScoringPlan | None":
+        """The plan of a loaded model with a KNN classifier and an additive front; None otherwise."""
+        pipeline = loaded.pipeline
+        knn = pipeline.steps[-1][1]
+        if not _KnnRule.usable(knn):
+            return None
+        emb = LinearEmbedding.from_pipeline(pipeline)
+        if emb is None:
+            return None
+        classes = list(knn.classes_)
+        seen = M.seen_codes(pipeline)
+        meta = getattr(loaded, "metadata", None) or {}
+        return cls(loaded.version, loaded.threshold, meta.get("model_sha256"), emb,
+                   {"fit_X": np.asarray(knn._fit_X, dtype=np.float64),
+                    "pos": (np.asarray(knn._y) == classes.index(1)) if 1 in classes else np.zeros(len(knn._y), bool),
+                    "k": int(knn.n_neighbors), "weights": str(knn.weights),
+                    "const_p": (1.0 if classes == [1] else 0.0) if len(classes) == 1 else None},
+                   [np.array([c in seen[f] for c in CODE_LIST[f]]) for f in FEATURES])
+
+    def rule(self) -> _KnnRule:
+        k = self.knn
+        return _KnnRule(k["fit_X"], k["pos"], k["k"], k["weights"], self.threshold, k["const_p"])
+
+    def save(self, path) -> None:
+        """Write the plan (numpy's npz, no pickle) atomically."""
+        import io
+        import json
+
+        from .fileio import atomic_write_bytes
+
+        meta = {"format": PLAN_FORMAT, "version": self.version, "threshold": self.threshold,
+                "model_sha256": self.model_sha256, "k": self.knn["k"], "weights": self.knn["weights"],
+                "const_p": self.knn["const_p"], "features": FEATURES, "codes": CODE_LIST}
+        arrays = {"meta": np.array(json.dumps(meta)), "bias": self.embedding.bias,
+                  "fit_X": self.knn["fit_X"], "pos": self.knn["pos"]}
+        for j in range(len(FEATURES)):
+            arrays[f"table_{j:02d}"] = self.embedding.tables[j]
+            arrays[f"seen_{j:02d}"] = self.seen_mask[j]
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(path, buf.getvalue())
+
+    @classmethod
+    def load(cls, path, *, model_sha256: str | None = None) -> "ScoringPlan | None":
+        """A saved plan, or None if it is missing, unreadable, of another format or of another model file."""
+        import json
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                if meta.get("format") != PLAN_FORMAT or meta.get("features") != FEATURES or \
+                        meta.get("codes") != CODE_LIST or (model_sha256 and meta.get("model_sha256") != model_sha256):
+                    return None
+                n = len(FEATURES)
+                emb = LinearEmbedding(z["bias"], [z[f"table_{j:02d}"] for j in range(n)])
+                knn = {"fit_X": z["fit_X"], "pos": z["pos"].astype(bool), "k": int(meta["k"]),
+                       "weights": meta["weights"], "const_p": meta["const_p"]}
+                seen = [z[f"seen_{j:02d}"].astype(bool) for j in range(n)]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if any(len(t) != len(CODES[f]) or len(m) != len(CODES[f]) for t, m, f in zip(emb.tables, seen, FEATURES)):
+            return None
+        return cls(meta["version"], meta["threshold"], meta.get("model_sha256"), emb, knn, seen)
+
+
+class Scorer:
+    """Scores rows with one model version, exactly as its Pipeline does (see the module notes).
+
+    ``Scorer(loaded)`` takes a loaded model; ``Scorer.from_plan(plan, load)`` scores from a saved plan and
+    calls ``load()`` (which returns the loaded model) only if a row needs the Pipeline itself.
+    """
+
+    def __init__(self, loaded=None, *, fast: bool = True, plan: ScoringPlan | None = None, load=None):
+        self._loaded, self._load = loaded, load
+        self._load_lock = threading.Lock()
+        if loaded is not None:
+            self.version, self.threshold = loaded.version, loaded.threshold
+            plan = ScoringPlan.from_pipeline(loaded) if fast else None
+        elif plan is not None:
+            self.version, self.threshold = plan.version, plan.threshold
+        else:
+            raise ValueError("Scorer needs a loaded model or a plan")
+        self.plan = plan
+        self.embedding = plan.embedding if plan is not None else None
+        self._rule = plan.rule() if plan is not None else None
+        if plan is not None:
+            self._seen_mask = plan.seen_mask
+        else:
+            seen = M.seen_codes(self.pipeline)
+            self._seen_mask = [np.array([c in seen[f] for c in CODE_LIST[f]]) for f in FEATURES]
+        if fast and self._rule is None:
+            self.embedding = LinearEmbedding.from_pipeline(self.pipeline)
+            clf = self.pipeline.steps[-1][1]
+            if self.embedding is not None and _ForestRule.usable(clf):
                 self._rule = _ForestRule(clf, self.threshold, len(self.embedding.bias))
         self._cache: dict[int, float] = {}
         self._columns: dict[tuple, object] = {}
         self._memo = threading.local()
         self.stats = {"rows": 0, "distinct": 0, "cached": 0, "pipeline": 0}
 
+    @classmethod
+    def from_plan(cls, plan: ScoringPlan, load) -> "Scorer":
+        """A scorer that needs no scikit-learn until ``load()`` (-> a loaded model) is needed for a fragile row."""
+        return cls(plan=plan, load=load)
+
+    @property
+    def loaded(self):
+        """The loaded model (loaded on first use when this scorer was made from a plan)."""
+        if self._loaded is None:
+            with self._load_lock:
+                if self._loaded is None:
+                    loaded = self._load()
+                    if loaded.version != self.version:
+                        raise RuntimeError(f"the plan of {self.version} met model {loaded.version}")
+                    self._loaded = loaded
+        return self._loaded
+
+    @property
+    def pipeline(self):
+        return self.loaded.pipeline
+
+    @property
+    def model_loaded(self) -> bool:
+        """False while a scorer made from a plan has not needed its model."""
+        return self._loaded is not None
+
+    @property
+    def from_saved_plan(self) -> bool:
+        """True when this scorer was made from a saved plan (``from_plan``)."""
+        return self._load is not None
+
+    @property
+    def seen(self) -> dict[str, set[str]]:
+        """Codes the encoder saw in training, per feature."""
+        return {f: {c for c, s in zip(CODE_LIST[f], m) if s} for f, m in zip(FEATURES, self._seen_mask)}
+
     def __getstate__(self) -> dict:
-        """Picklable (dask processes, distributed workers): without the thread-local memo and the row cache."""
+        """Picklable (dask processes, distributed workers): without locks, the thread-local memo, the cache.
+
+        A scorer made from a plan pickles its loader, so give ``from_plan`` a picklable one.
+        """
         state = self.__dict__.copy()
-        state["_memo"], state["_cache"] = None, {}
+        state.update(_memo=None, _cache={}, _load_lock=None, _rule=None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._memo = threading.local()
+        self._memo, self._load_lock = threading.local(), threading.Lock()
+        if self.plan is not None:
+            self._rule = self.plan.rule()
+        elif self.embedding is not None:
+            clf = self.pipeline.steps[-1][1]
+            self._rule = _ForestRule(clf, self.threshold, len(self.embedding.bias)) if _ForestRule.usable(clf) \
+                else None
 
     def __dask_tokenize__(self):
-        meta = getattr(self.loaded, "metadata", None) or {}
-        return ("mushroom-scorer", self.version, self.threshold, meta.get("model_sha256") or id(self))
+        sha = self.plan.model_sha256 if self.plan is not None else None
+        if sha is None and self._loaded is not None:
+            sha = (getattr(self._loaded, "metadata", None) or {}).get("model_sha256")
+        return ("mushroom-scorer", self.version, self.threshold, sha or id(self))
 
     @property
     def fast(self) -> bool:

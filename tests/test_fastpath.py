@@ -254,6 +254,67 @@ def test_stdout_gets_nothing_when_a_later_block_is_bad(fast_home, rows, tmp_path
     assert capfdbinary.readouterr().out == _in_memory(fast_home, good)
 
 
+# ---------------------------------------------------------------- the saved scoring plan
+def test_second_predict_scores_from_the_saved_plan_without_scikit_learn(trained_home, rows, tmp_path):
+    import subprocess
+    import sys
+
+    settings = get_settings(trained_home)
+    src = tmp_path / "in.csv"
+    src.write_bytes(_csv(rows))
+    first = _stream(trained_home, src, tmp_path / "first.csv")
+    plans = list((trained_home / "artifacts" / "cache").glob("scoring-v0001-*.npz"))
+    assert len(plans) == 1
+    scorer = P.champion_scorer(settings)
+    assert scorer.from_saved_plan and not scorer.model_loaded
+    code = ("import sys, warnings; warnings.simplefilter('ignore');"
+            "from mushroom_lib.predict_file import predict_file; from mushroom_lib.settings import get_settings;"
+            f"predict_file(get_settings({str(trained_home)!r}), {str(src)!r}, {str(tmp_path / 'second.csv')!r});"
+            "print(sorted(m for m in ('sklearn', 'skops') if m in sys.modules))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"  # neither imported: the plan was enough
+    assert (tmp_path / "second.csv").read_bytes() == first
+
+
+def test_a_plan_is_used_only_for_the_registered_model_file(trained_home, rows, tmp_path):
+    settings = get_settings(trained_home)
+    src = tmp_path / "in.csv"
+    src.write_bytes(_csv(rows.iloc[:50]))
+    _stream(trained_home, src, tmp_path / "o.csv")
+    assert P.champion_scorer(settings).from_saved_plan
+    model = trained_home / "artifacts" / "models" / "v0001" / "model.skops"
+    model.write_bytes(model.read_bytes() + b"tampered")
+    scorer = None
+    try:
+        scorer = P.champion_scorer(settings)  # the registry refuses the changed file; the plan is not used
+    except Exception:
+        pass
+    assert scorer is None or not scorer.from_saved_plan
+
+
+def test_fragile_rows_from_a_plan_load_the_pipeline(tmp_path, real_data):
+    """One-hot + KNN: dataset rows sit at distance 0 from training points, so the Pipeline decides them."""
+    from mushroom_lib.data import acquire
+    from mushroom_lib.training import train
+
+    home = tmp_path / "onehot"
+    settings = get_settings(home, report_on_promote=False)
+    acquire(settings, str(real_data), progress=False)
+    train(settings, M.ModelConfig(encoder="onehot"))
+    df = _dataset(home).iloc[:400]
+    src = tmp_path / "in.csv"
+    src.write_bytes(_csv(df))
+    first = _stream(home, src, tmp_path / "first.csv")
+    scorer = P.champion_scorer(settings)
+    assert scorer.from_saved_plan and not scorer.model_loaded
+    p = scorer.p_poisonous(df)
+    assert scorer.model_loaded and scorer.stats["pipeline"] > 0
+    loaded = _loaded(home)
+    _assert_same_answers(p, M.p_poisonous(loaded.pipeline, df), loaded.threshold)
+    assert _stream(home, src, tmp_path / "second.csv") == first
+
+
 # ---------------------------------------------------------------- dask
 def test_dask_engine_equals_the_local_engine(fast_home, rows, tmp_path):
     pytest.importorskip("dask.dataframe")
