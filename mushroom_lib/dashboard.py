@@ -1071,7 +1071,12 @@ def _check_port(port: int) -> None:
 
 def serve(settings: Settings | None = None, port: int = 8866, *, cull_idle_seconds: int | None = None,
           cull_interval: int | None = None, pool_size: int = 1) -> int:
-    """Serve dashboards/app.ipynb with Voila on 127.0.0.1:port until interrupted. Returns an exit code."""
+    """Serve dashboards/app.ipynb with Voila on 127.0.0.1:port until interrupted. Returns an exit code.
+
+    Kernels are pre-heated (a pool of ``pool_size``, the notebook already run in it), idle kernels with no
+    page connected are culled after ``cull_idle_seconds`` (default 600, or $MUSHROOM_DASHBOARD_CULL_SECONDS),
+    the kernel websocket accepts only the v1 subprotocol, and the page loads nothing from outside.
+    """
     from .registry import Registry
     from .service import NoChampionError
 
@@ -1189,28 +1194,20 @@ class ServerProcess:
         return False
 
     def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the server's process group (Voila shuts its kernels down), SIGKILL if it lingers."""
+        """SIGTERM the server (Voila shuts its kernels down), SIGKILL if it lingers."""
         import signal
 
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except Exception:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                self.proc.kill()
                 self.proc.wait(5)
-        try:  # kernels left in the group (if any) go too
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        # kernels run in their own sessions; Voila shuts them down on SIGTERM, and after a SIGKILL they
+        # exit by themselves when their parent is gone (ipykernel watches JPY_PARENT_PID)
         if self._log:
             self._log.close()
             self._log = None
