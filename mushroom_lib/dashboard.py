@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import logging
 import os
 import socket
