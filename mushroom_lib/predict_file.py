@@ -162,12 +162,14 @@ def _arrow_column(arr) -> tuple[np.ndarray, np.ndarray]:
     n = len(arr)
     if pa.types.is_string(arr.type) and n and arr.null_count == 0:
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
-        if offsets[-1] - offsets[0] == n and np.all(offsets[1:] - offsets[:-1] == 1):
+        if offsets[-1] - offsets[0] == n and not (np.diff(offsets) != 1).any():  # every value is one byte
             data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
-            present = np.flatnonzero(np.bincount(data, minlength=256))
-            lut = np.zeros(256, dtype=np.int16)
-            lut[present] = np.arange(len(present), dtype=np.int16)
-            return np.array([chr(b) for b in present], dtype=object), lut[data]
+            seen = np.zeros(256, dtype=bool)
+            seen[data] = True
+            present = np.flatnonzero(seen)
+            lut = np.zeros(256, dtype=np.uint8)
+            lut[present] = np.arange(len(present), dtype=np.uint8)
+            return np.array([chr(b) for b in present], dtype=object), np.take(lut, data)
     enc = pc.dictionary_encode(arr)
     return (np.asarray(enc.dictionary.to_pylist(), dtype=object),
             enc.indices.to_numpy(zero_copy_only=False))

@@ -7,6 +7,7 @@ holds a reference to the model it started with, so a swap never disturbs a predi
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -28,6 +29,19 @@ from .scoring import Scorer
 from .settings import Settings, get_settings
 
 log = logging.getLogger("mushroom_lib")
+
+
+_GC_FROZEN = False
+
+
+def _freeze_startup_objects() -> None:
+    """Once per process, after the first model is loaded: move the objects alive now (modules, the model) out
+    of the cyclic garbage collector's scans (``gc.freeze``). A full collection stops every thread; with these
+    frozen it takes ~10 ms instead of ~100 ms, so predictions served while a retrain allocates stay fast."""
+    global _GC_FROZEN
+    if not _GC_FROZEN:
+        _GC_FROZEN = True
+        gc.freeze()
 
 
 class NoChampionError(RuntimeError):
@@ -66,14 +80,19 @@ class ModelService:
         self._stamp: tuple | None = None
         self._bad_stamp: tuple | None = None
         self._swap_lock = threading.Lock()
+        self._retraining = threading.Event()  # set while this service retrains; it swaps the result in itself
         self._executor: ThreadPoolExecutor | None = None
         self._known: dict | None = None
         self.last_error: str | None = None
         self.refresh()
+        if self._scorer is not None:
+            _freeze_startup_objects()
 
     # ------------------------------------------------------------------ model
     def refresh(self) -> bool:
         """Swap in the champion if champion.json changed since the last look. Returns True on a swap."""
+        if self._retraining.is_set():  # our own retrain swaps its model in when it ends: predictions meanwhile
+            return False               # keep the current one instead of loading the new file a second time
         stamp = self.registry.champion_stamp()
         if stamp == self._stamp or stamp is None or stamp == self._bad_stamp:
             return False
@@ -247,15 +266,20 @@ class ModelService:
 
         total = self.store.count()
         if total - self.consumed_rows() >= self.settings.k:
-            result = training.train(self.settings, trigger="feedback", feedback=self.store.read())
-            receipt.retrained = True
-            receipt.promoted = result.promoted
-            receipt.candidate_version = result.version
-            receipt.reason = result.reason
-            receipt.metrics_delta = result.delta()
-            receipt.retrain_seconds = result.seconds
+            self._retraining.set()
+            try:
+                result = training.train(self.settings, trigger="feedback", feedback=self.store.read())
+                receipt.retrained = True
+                receipt.promoted = result.promoted
+                receipt.candidate_version = result.version
+                receipt.reason = result.reason
+                receipt.metrics_delta = result.delta()
+                receipt.retrain_seconds = result.seconds
+                if result.promoted:
+                    self._swap_to(result.version)
+            finally:
+                self._retraining.clear()
             if result.promoted:
-                self._swap_to(result.version)
                 self._report_after_promotion(result.version)
         receipt.model_version = self.model_version
         receipt.rows_until_retrain = self.rows_until_retrain(total)

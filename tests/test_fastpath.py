@@ -149,6 +149,31 @@ def test_a_pipeline_that_is_not_additive_is_scored_by_the_pipeline(fast_home):
     _assert_same_answers(scorer.p_poisonous(df), M.p_poisonous(pipe, df), 0.5)
 
 
+def test_knn_rule_marks_ties_and_zero_distances_and_otherwise_votes_like_sklearn():
+    """The KNN vote without scikit-learn's search: same p; rows whose answer hangs on a tie go to the Pipeline."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from mushroom_lib.scoring import _KnnRule
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 3)), [[5.0, 5.0, 5.0]] * 2, [[9.0, 9.0, 9.0]] * 4])
+    y = np.r_[rng.integers(0, 2, 300), [0, 1], [0, 1, 0, 1]]
+    for weights in ("distance", "uniform"):
+        knn = KNeighborsClassifier(3, weights=weights).fit(X, y)
+        rule = _KnnRule(X, y == 1, 3, weights, threshold=0.3)
+        queries = rng.normal(size=(500, 3))
+        p, fragile = rule.proba(queries)
+        ok = ~fragile
+        assert ok.mean() > 0.95
+        assert np.abs(p[ok] - knn.predict_proba(queries)[ok, 1]).max() <= 1e-12
+        # four identical training points (two of each class) compete for 3 places: a tie between classes
+        _, fragile_tie = rule.proba(np.array([[9.0, 9.0, 9.2]]))
+        assert fragile_tie.all()
+    # a query on a training point (distance 0): sklearn weighs only the exact matches, the Pipeline decides
+    _, fragile_zero = _KnnRule(X, y == 1, 3, "distance", 0.3).proba(X[:5])
+    assert fragile_zero.all()
+
+
 def test_repeated_rows_are_scored_once(fast_home):
     scorer = Scorer(_loaded(fast_home))
     df = _dataset(fast_home).iloc[:50]
