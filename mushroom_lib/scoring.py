@@ -10,12 +10,19 @@ the fitted Pipeline. ``Scorer`` answers exactly like that Pipeline, only faster:
   ``pipeline.transform`` path.
 * **Distinct rows only.** Rows are turned into one int64 key each (mixed radix over the code indices);
   only distinct keys are scored, answers are scattered back, and scored keys are cached per model version.
-* **The classifier is the fitted one.** KNN: the fitted KNN's own tree gives the neighbours of the embedded
-  points and the distance weighting is sklearn's. Tree ensembles: the fitted ``predict_proba``. Where a
-  rounding-level difference between the table embedding and ``pipeline.transform`` could matter (a point at
-  ~zero distance from a training point, a tie at the k-th neighbour between classes, a coordinate within
-  float32 rounding of a split threshold, p within 1e-9 of the threshold) that row is scored by the Pipeline
-  itself. Any other classifier is scored by the Pipeline on the distinct rows.
+* **The classifier is the fitted one.** KNN: the neighbours of the embedded points among the classifier's
+  own training points (``_fit_X``, searched with scipy's KD-tree: the same Euclidean distances, and
+  importable without scikit-learn) and scikit-learn's distance-weighted vote. Tree ensembles: the fitted
+  ``predict_proba``. Where a rounding-level difference between the table embedding and
+  ``pipeline.transform`` could matter (a point at ~zero distance from a training point, a tie at the k-th
+  neighbour between classes, a coordinate within float32 rounding of a split threshold, p within 1e-9 of
+  the threshold) that row is scored by the Pipeline itself. Any other classifier, or a front that is not
+  additive, is scored by the Pipeline (on distinct rows).
+* **A plan that can be saved.** For KNN models everything above is plain arrays (``ScoringPlan``), saved
+  without pickle; ``Scorer.from_plan`` scores from it and loads the model only when a row needs the
+  Pipeline (``predict_file`` keeps the champion's plan under ``artifacts/cache/``).
+* **One row** (``predict_one``, used by ``ModelService.predict``): a lean path for one plain, valid record
+  that returns exactly what the general path returns; anything else takes the general path.
 """
 
 from __future__ import annotations
