@@ -563,13 +563,17 @@ def predict_file(settings: Settings, input_path: str | Path, output: str | Path 
 
 
 # ---------------------------------------------------------------- dask
+class MissingExtra(ImportError, ValueError):
+    """An optional dependency is not installed (a ValueError too, so the CLI shows it as one plain line)."""
+
+
 def _import_dask():
     try:
         import dask
         import dask.dataframe as dd
     except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError("--engine dask needs the optional dask extra: pip install 'mushroom-workbench[dask]' "
-                          "(or `pip install -e '.[dask]'` in a checkout)") from None
+        raise MissingExtra("--engine dask needs the optional dask extra: pip install 'mushroom-workbench[dask]' "
+                           "(or `pip install -e '.[dask]'` in a checkout)") from None
     return dask, dd
 
 
@@ -731,8 +735,8 @@ def _connect_cluster_from_env() -> None:
     try:
         from distributed import Client, default_client
     except ImportError:
-        raise ImportError("DASK_SCHEDULER_ADDRESS is set but dask.distributed is not installed: "
-                          "pip install 'dask[distributed]'") from None
+        raise MissingExtra("DASK_SCHEDULER_ADDRESS is set but dask.distributed is not installed: "
+                           "pip install 'dask[distributed]'") from None
     try:
         default_client()
     except ValueError:

@@ -377,6 +377,15 @@ def test_dask_engine_names_the_row_in_the_file(fast_home, rows, tmp_path):
     assert not out.exists()
 
 
+def test_dask_missing_says_how_to_install_it(fast_home, rows, tmp_path, monkeypatch):
+    src = tmp_path / "in.csv"
+    src.write_bytes(_csv(rows.iloc[:20]))
+    monkeypatch.setitem(__import__("sys").modules, "dask", None)  # `import dask` now fails
+    with pytest.raises(ImportError, match=r"pip install .*\[dask\]"):
+        P.predict_file(get_settings(fast_home), src, tmp_path / "o.csv", engine="dask")
+    assert not (tmp_path / "o.csv").exists()
+
+
 # ---------------------------------------------------------------- one row
 def _general(svc, rows):
     """ModelService.predict without the lean one-row path."""
