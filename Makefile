@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8866
 export DO_NOT_TRACK := 1
 
-.PHONY: all install data train status dashboard test bench report ui clean
+.PHONY: all install data train retrain status dashboard test bench report ui clean
 
 all: install data train status dashboard
 
@@ -20,7 +20,12 @@ install: $(BIN)/mushroom
 data: install
 	$(BIN)/mushroom data
 
+# trains the first model once; `make retrain` (or `mushroom train`) trains a new version on demand
 train: install
+	@if [ -f artifacts/champion.json ]; then echo "a champion exists (make retrain to train a new version)"; \
+	else $(BIN)/mushroom train; fi
+
+retrain: install
 	$(BIN)/mushroom train
 
 status: install
