@@ -310,6 +310,9 @@ def bench_p3(folder: Path, template: Path, data: Path, repeat: int) -> dict:
             receipt = svc.submit_feedback(feedback, wait=True)
             wall = time.perf_counter() - t
             during = lat[before:]
+            deadline = time.perf_counter() + 2.0
+            while not anchor and receipt.promoted and not swapped and time.perf_counter() < deadline:
+                time.sleep(0.001)  # the swap is the call's last step: let the thread see the new model
             stop.set()
             th.join()
             runs.append({"anchor": anchor, "wall": wall, "retrained": receipt.retrained,
