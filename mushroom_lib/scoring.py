@@ -146,12 +146,18 @@ class _KnnRule:
 
     def __init__(self, fit_X: np.ndarray, pos: np.ndarray, k: int, weights: str, threshold: float,
                  const_p: float | None = None):
-        from scipy.spatial import cKDTree
-
         self.fit_X, self.pos = np.ascontiguousarray(fit_X, dtype=np.float64), np.asarray(pos, dtype=bool)
         self.k, self.n_fit, self.weights = int(k), len(self.fit_X), str(weights)
         self.threshold, self.const_p = float(threshold), const_p
-        self.tree = cKDTree(self.fit_X)
+        self._tree = None  # built on first use (scipy's import is a tenth of a second)
+
+    @property
+    def tree(self):
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(self.fit_X)
+        return self._tree
 
     @staticmethod
     def usable(knn) -> bool:
