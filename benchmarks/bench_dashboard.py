@@ -27,32 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from common import dataset_path, trained_home  # noqa: E402
 from mushroom_lib.dashboard import CHROMIUM_ARGS, ServerProcess, chromium_path  # noqa: E402
 
 READY = ".mushroom-upload:not([disabled])"
 LOADS, WARMUP = 3, 1
 POOL_LOG = "Kernel pool of app.ipynb is filled"
 PREHEAT_SETTLE_S = 8.0  # after the pool's kernel starts, the notebook still runs in it
-
-
-def _dataset() -> Path:
-    for candidate in (os.environ.get("MUSHROOM_DATA"), ROOT.parent / "shared" / "data" / "mushrooms.csv"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).resolve()
-    raise SystemExit("bench_dashboard: the real dataset is missing; set MUSHROOM_DATA to mushrooms.csv")
-
-
-def _trained_home(base: Path, data: Path) -> Path:
-    from mushroom_lib.data import acquire
-    from mushroom_lib.settings import get_settings
-    from mushroom_lib.training import train
-
-    home = base / "home"
-    settings = get_settings(home, report_on_promote=False)
-    acquire(settings, str(data), progress=False)
-    train(settings)
-    return home
 
 
 def _offline(context) -> None:
@@ -133,11 +116,11 @@ def run() -> list[dict]:
     exe = chromium_path()
     if not exe:
         raise SystemExit("bench_dashboard: chromium is not installed (apt-get install chromium)")
-    data = _dataset()
+    data = dataset_path("bench_dashboard")
     rows = sum(1 for line in data.read_text().splitlines()[1:] if line.strip())
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
         base = Path(tmp)
-        home = _trained_home(base, data)
+        home = trained_home(base, data)
         os.environ["MUSHROOM_REPORT_ON_PROMOTE"] = "0"
         ours = ServerProcess.dashboard(home, log_path=base / "ours.log", cull_seconds=20)
         plain = ServerProcess.plain_voila(home, log_path=base / "plain.log")

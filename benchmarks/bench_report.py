@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import dataset_path, trained_home  # noqa: E402
 
 PROD_ROWS = 1000
 GOAL = 1.5
@@ -70,24 +73,14 @@ ws.add_run(project.id, snapshot)
 '''
 
 
-def _dataset() -> Path:
-    for candidate in (os.environ.get("MUSHROOM_DATA"), ROOT.parent / "shared" / "data" / "mushrooms.csv"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate).resolve()
-    raise SystemExit("bench_report: the real dataset is missing; set MUSHROOM_DATA to mushrooms.csv")
-
-
 def make_home(base: Path, data: Path, rows: int = PROD_ROWS) -> Path:
     """A home with the real data, v0001 trained and ``rows`` production rows submitted as feedback."""
-    from mushroom_lib.data import acquire, load_dataset
+    from mushroom_lib.data import load_dataset
     from mushroom_lib.service import ModelService
     from mushroom_lib.settings import get_settings
-    from mushroom_lib.training import train
 
-    home = base / "home"
+    home = trained_home(base, data)
     settings = get_settings(home, report_on_promote=False, k=10**9)  # no retrain while filling prod_data
-    acquire(settings, str(data), progress=False)
-    train(settings)
     service = ModelService(settings=settings)
     service.submit_feedback(load_dataset(settings).sample(rows, random_state=7), source="bench")
     (home / "reports").mkdir(parents=True, exist_ok=True)
@@ -133,7 +126,7 @@ def measure(home: Path, repeat: int = 3) -> dict:
 def run(repeat: int = 5) -> list[dict]:
     """Figures for benchmarks/run_all.py: cold `mushroom report` vs the bare script, and HTML size."""
     with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
-        home = make_home(Path(tmp), _dataset())
+        home = make_home(Path(tmp), dataset_path("bench_report"))
         m = measure(home, repeat)
     return [
         {"figure": f"mushroom report cold, 8124 reference + {PROD_ROWS} production rows (s, median of {repeat})",

@@ -37,6 +37,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import dataset_path, trained_home  # noqa: E402
 
 GIB = 1024 ** 3
 
@@ -84,13 +87,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0}))
 
 
 # ---------------------------------------------------------------- helpers
-def dataset_path() -> Path:
-    for candidate in (os.environ.get("MUSHROOM_DATA"), ROOT.parent / "shared" / "data" / "mushrooms.csv"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    raise SystemExit("bench_speed: the real dataset is missing; set MUSHROOM_DATA to mushrooms.csv")
-
-
 def env() -> dict:
     e = {k: v for k, v in os.environ.items() if k not in ("MUSHROOM_HOME",)}
     e.update(DO_NOT_TRACK="1", MUSHROOM_REPORT_ON_PROMOTE="0", PYTHONWARNINGS="ignore")
@@ -122,19 +118,6 @@ def run_process_rss(cmd: list[str]) -> tuple[float, int, str]:
     if res.returncode or info["code"]:
         raise RuntimeError(f"{' '.join(map(str, cmd[:4]))}... failed ({info['code']}): {res.stderr.decode()[-2000:]}")
     return wall, info["maxrss"], res.stdout.decode()
-
-
-def make_home(folder: Path, data: Path) -> Path:
-    """A home with the real data and the default model trained (v0001)."""
-    from mushroom_lib.data import acquire
-    from mushroom_lib.settings import get_settings
-    from mushroom_lib.training import train
-
-    home = folder / "home"
-    settings = get_settings(home, report_on_promote=False)
-    acquire(settings, str(data), progress=False)
-    train(settings)
-    return home
 
 
 def resample(data: Path, rows: int, out: Path, seed: int = 0) -> Path:
@@ -329,10 +312,10 @@ def bench_p3(folder: Path, template: Path, data: Path, repeat: int) -> dict:
 # ---------------------------------------------------------------- figures
 def run(rows: int = 1_000_000, repeat: int = 3) -> list[dict]:
     """Figures for benchmarks/run_all.py."""
-    data = dataset_path()
+    data = dataset_path("bench_speed")
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         folder = Path(tmp)
-        home = make_home(folder, data)
+        home = trained_home(folder, data)
         p1 = bench_p1(folder, home, data, rows, repeat)
         p2 = bench_p2(home, data)
         p3 = bench_p3(folder, home, data, repeat)
