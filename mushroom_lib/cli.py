@@ -52,6 +52,9 @@ def cmd_train(settings, args) -> int:
     if args.resplit:
         from .data import make_split
 
+        if args.seed is not None:  # the new split follows --seed too
+            settings = settings.with_(seed=args.seed)
+
         split = make_split(settings, force=True)
         _say(f"new split of {settings.dataset_path.name}: {len(split.train)} training rows, "
              f"{len(split.holdout)} holdout rows (seed {split.seed})")
