@@ -53,7 +53,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from .fileio import fsync_dir
+from .fileio import atomic_writer
 from .registry import Registry, RegistryError, sha256_file
 from .schema import CODES, FEATURES, SchemaError, read_csv_bytes, read_csv_file, validate_frame
 from .scoring import SCORED_COLUMNS, Scorer, ScoringPlan
@@ -405,20 +405,8 @@ def score_block(scorer: Scorer, layout: Layout, block: Block, first_row: int) ->
 def staged_output(output: str | Path | None):
     """A binary file handle whose content reaches OUT (atomic rename) or stdout only if the block exits cleanly."""
     if output:
-        target = Path(output)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb", buffering=1 << 20) as fh:
-                yield fh
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        fsync_dir(target.parent)
+        with atomic_writer(output, buffering=1 << 20) as fh:
+            yield fh
     else:
         with tempfile.TemporaryFile(prefix="mushroom-predict-") as fh:
             yield fh
