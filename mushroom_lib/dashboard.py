@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .ports import ensure_port_free, free_port
 from .schema import CODES, FEATURES, LABEL_CODES, LABELS, TARGET, SchemaError, valid_codes
 from .settings import Settings, get_settings
 
@@ -1059,15 +1060,6 @@ def voila_config(port: int, *, cull_idle_seconds: int = 600, cull_interval: int 
     return c
 
 
-def _check_port(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", int(port)))
-        except OSError:
-            raise OSError(f"port {port} on 127.0.0.1 is in use; choose another with --port") from None
-
-
 def serve(settings: Settings | None = None, port: int = 8866, *, cull_idle_seconds: int | None = None,
           cull_interval: int | None = None, pool_size: int = 1) -> int:
     """Serve dashboards/app.ipynb with Voila on 127.0.0.1:port until interrupted. Returns an exit code.
@@ -1083,7 +1075,7 @@ def serve(settings: Settings | None = None, port: int = 8866, *, cull_idle_secon
     if Registry(settings).champion() is None:
         raise NoChampionError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
     nb = notebook_path()
-    _check_port(port)
+    ensure_port_free(port)
     env_cull = os.environ.get("MUSHROOM_DASHBOARD_CULL_SECONDS")
     cull = cull_idle_seconds if cull_idle_seconds is not None else int(env_cull) if env_cull else 600
     interval = cull_interval if cull_interval is not None else max(1, min(60, cull // 4))
@@ -1112,12 +1104,6 @@ def chromium_path() -> str | None:
     import shutil
 
     return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .ports import ensure_port_free
 from .schema import CODES, FEATURES, LABELS
 from .settings import Settings
 
@@ -575,15 +575,6 @@ def report_for_notebook(home: str | Path | None = None, **kwargs) -> MonitoringR
 
 
 # ------------------------------------------------------------------------------------------ evidently ui
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def ui_command(workspace: Path, port: int, host: str = "127.0.0.1") -> list[str]:
     """The `evidently ui` command line for the workspace (this interpreter's Evidently)."""
     return [sys.executable, "-m", "evidently.cli", "ui", "--workspace", str(workspace), "--host", host,
@@ -593,10 +584,7 @@ def ui_command(workspace: Path, port: int, host: str = "127.0.0.1") -> list[str]
 def serve_ui(settings: Settings, port: int = 8082) -> int:
     """Run `evidently ui` on reports/workspace, bound to 127.0.0.1, telemetry off; returns its exit code."""
     host = "127.0.0.1"
-    if not 0 < int(port) < 65536:
-        raise ValueError(f"port {port} is not a TCP port (1-65535)")
-    if not _port_free(host, port):
-        raise OSError(f"port {port} on {host} is already in use; choose another with --port")
+    ensure_port_free(port)
     workspace = settings.workspace_dir
     workspace.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DO_NOT_TRACK": "1"}

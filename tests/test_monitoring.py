@@ -22,6 +22,7 @@ import pytest
 from mushroom_lib import monitoring as mon
 from mushroom_lib.data import load_dataset
 from mushroom_lib.feedback import PROD_COLUMNS
+from mushroom_lib.ports import free_port
 from mushroom_lib.registry import Registry
 from mushroom_lib.schema import FEATURES, LABELS
 from mushroom_lib.scoring import Scorer
@@ -53,12 +54,6 @@ def write_prod(home: Path, rows: pd.DataFrame, prediction=None, p=None) -> None:
 
 def snapshots(workspace: Path) -> list[Path]:
     return sorted(workspace.glob("*/snapshots/*.json"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
