@@ -123,7 +123,6 @@ def threshold_tradeoff(p: np.ndarray, y, thresholds: Iterable[float] | None = No
 
 
 def _tradeoff_figure(frame: pd.DataFrame, x: str, chosen: float, title: str, xtitle: str):
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])

@@ -19,12 +19,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from .feedback import PROD_COLUMNS, FeedbackStore
 from .registry import Registry, RegistryError
-from .schema import FEATURES, LABELS, TARGET, SchemaError, normalize_labels, records_to_frame, validate_frame
+from .schema import FEATURES, LABELS, TARGET, SchemaError, records_to_frame, validate_frame
 from .scoring import Scorer
 from .settings import Settings, get_settings
 

@@ -10,7 +10,6 @@ import threading
 import time
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 
