@@ -12,7 +12,7 @@ from . import model as M
 from .data import frame_sha256, load_dataset, load_split
 from .feedback import FeedbackStore
 from .fileio import atomic_write_bytes
-from .registry import Registry, RegistryError
+from .registry import LoadedModel, Registry, RegistryError
 from .schema import FEATURES, LABELS, TARGET, normalize_labels
 from .settings import Settings
 
@@ -41,14 +41,15 @@ class TrainResult:
         return {k: self.metrics[k] - self.previous_metrics.get(k, 0) for k in keys}
 
 
-def training_rows(settings: Settings, feedback: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
+def training_rows(settings: Settings, feedback: pd.DataFrame | None = None,
+                  split: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, int]:
     """The training split plus the feedback rows (never the holdout); returns (frame, feedback count).
 
     A feedback row whose 22 features equal a holdout row's is left out of training (it stays in
     prod_data.csv for monitoring): otherwise the holdout would enter training through the feedback
     door and stop measuring anything. ``frame.attrs['holdout_feedback_excluded']`` counts them.
     """
-    train, holdout = load_split(settings)
+    train, holdout = split if split is not None else load_split(settings)
     if feedback is None:
         feedback = FeedbackStore(settings).read()
     excluded = 0
@@ -113,8 +114,9 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
     if cfg is None:
         cfg = (M.ModelConfig.from_dict(prev_meta["params"]) if prev_meta
                else M.ModelConfig(seed=settings.seed, n_components=settings.n_components))
-    rows, n_feedback = training_rows(settings, feedback)
-    _, holdout = load_split(settings)
+    split = load_split(settings)
+    holdout = split[1]
+    rows, n_feedback = training_rows(settings, feedback, split)
     trained = M.fit(rows[FEATURES], rows[TARGET], cfg)
     p_hold = M.p_poisonous(trained.pipeline, holdout)
     metrics = M.metrics(p_hold, holdout[TARGET].to_numpy(), trained.threshold)
@@ -143,6 +145,7 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
     elif reason:
         registry.set_status(version, "rejected", reason=reason)
     if promoted and write_ref:
-        write_reference(settings, registry.load(version))
+        # the pipeline in memory is the one promote() just verified loads back from model.skops
+        write_reference(settings, LoadedModel(version, trained.pipeline, trained.threshold, {}))
     return TrainResult(version, metrics, trained.threshold, promoted, reason, time.perf_counter() - start,
                        len(rows), n_feedback, previous, prev_metrics, trained.oof_metrics)
