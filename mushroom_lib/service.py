@@ -162,9 +162,10 @@ class ModelService:
     # --------------------------------------------------------------- feedback
     def _known_labels(self) -> dict:
         if self._known is None:
-            path = self.settings.dataset_path
-            if path.exists():
-                df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            from .data import load_dataset
+
+            if self.settings.dataset_path.exists():
+                df = load_dataset(self.settings)
                 self._known = dict(zip(map(tuple, df[FEATURES].to_numpy()), df[TARGET].to_numpy()))
             else:
                 self._known = {}
