@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .ports import ensure_port_free
-from .schema import CODES, FEATURES, LABELS
+from .schema import FEATURES, LABELS, invalid_codes
 from .settings import Settings
 
 PROJECT_NAME = "Mushroom monitoring"
@@ -238,8 +238,8 @@ def load_production(path: Path, settings: Settings | None = None) -> tuple[pd.Da
     df["prediction"] = _words(df["prediction"])
     df["p_poisonous"] = pd.to_numeric(df["p_poisonous"], errors="coerce")
     problems: dict[int, str] = {}  # row position -> first problem found in it
-    for col in FEATURES:
-        for pos in np.flatnonzero(~df[col].isin(CODES[col].keys()).to_numpy()):
+    for col, bad in invalid_codes(df).items():
+        for pos in bad:
             problems.setdefault(int(pos), f"row {pos + 1}, column '{col}' has {df[col].iloc[pos]!r}")
     for col, what in (("target", "true label"), ("prediction", "prediction")):
         for pos in np.flatnonzero(df[col].isna().to_numpy()):

@@ -110,15 +110,22 @@ def normalize_labels(values: pd.Series, *, column: str = TARGET, first_row: int 
     return mapped.astype(object)
 
 
+def invalid_codes(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Positions of the cells that hold no valid code, per feature (features with none are left out)."""
+    found = {}
+    for col in FEATURES:
+        bad = np.flatnonzero(~df[col].isin(CODES[col].keys()).to_numpy())
+        if len(bad):
+            found[col] = bad
+    return found
+
+
 def _check_codes(df: pd.DataFrame, first_row: int) -> None:
     problems: list[str] = []
     first: tuple[int, str, object] | None = None
-    for col in FEATURES:
+    for col, bad in invalid_codes(df).items():
         values = df[col]
-        ok = values.isin(CODES[col].keys()).to_numpy()
-        if ok.all():
-            continue
-        for pos in np.flatnonzero(~ok)[:3]:
+        for pos in bad[:3]:
             value = values.iloc[pos]
             row = first_row + int(pos)
             if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
