@@ -15,9 +15,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import run_files
+from .fileio import read_json
 from .settings import Settings
 
 TRAIN, REPORT, EXPLORATION = "train", "report", "exploration"
@@ -59,17 +63,33 @@ def notebook_parameters(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ kernel
-def kernel_manager_class():
-    """An AsyncKernelManager whose kernel is this interpreter running ipykernel (DO_NOT_TRACK set, IPC)."""
+def kernel_manager_class(run_dir: Path | None = None):
+    """An AsyncKernelManager whose kernel is this interpreter running ipykernel (DO_NOT_TRACK set, IPC).
+
+    The IPC sockets and the connection file live in ``run_dir``, a private folder of this run (a new
+    temporary folder when None): jupyter_client's default names them ``kernel-ipc-1..5`` in the kernel's
+    working directory (the home), picking numbers by which files exist, so two reports started together
+    on one home bound the same sockets ("Invalid Signature", then "Kernel didn't respond").
+    """
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
     from traitlets import default
 
+    folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="mushroom-kernel-"))
+
     class ThisPythonKernelManager(AsyncKernelManager):
         @default("transport")
         def _transport_default(self):
-            return "ipc"  # Unix sockets in the runtime folder: local only, no unencrypted TCP port
+            return "ipc"  # Unix sockets in a private folder: local only, no unencrypted TCP port
+
+        @default("ip")
+        def _ip_default(self):
+            return str(folder / "kernel-ipc")
+
+        @default("connection_file")
+        def _connection_file_default(self):
+            return str(folder / "kernel.json")
 
         @property
         def kernel_spec(self):
@@ -118,44 +138,78 @@ def _free_name(folder: Path, stem: str) -> Path:
     return path
 
 
-def execute(settings: Settings, kind: str, parameters: dict, *, progress: bool = True,
-            version=None) -> Path:
-    """Execute notebooks/<kind>.ipynb with ``parameters``; return the executed copy in reports/runs/.
+@dataclass
+class Executed:
+    """One run's executed copy, what the notebook reported (``outcome_path`` JSON) and its error if any."""
 
-    ``version`` is the model version for the file name, or a callable returning it after the run.
+    path: Path | None
+    outcome: dict | None = None
+    error: BaseException | None = None
+
+
+def _check_parameters(source: Path, parameters: dict) -> None:
+    known = notebook_parameters(source)
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise NotebookError(f"{source.name} has no parameter(s) {', '.join(unknown)}; "
+                            f"it takes {', '.join(known)}")
+
+
+def run_notebook(settings: Settings, kind: str, parameters: dict, *, progress: bool = True, version=None,
+                 outcome: bool = False) -> Executed:
+    """Execute notebooks/<kind>.ipynb in a run of its own; never raises for the run's own failure.
+
+    Leftovers of killed runs are removed first. The kernel's sockets and connection file sit in the run's
+    private folder. With ``outcome`` the notebook gets ``outcome_path`` and its JSON is returned. The
+    executed copy is named ``<UTC>-<kind>-<version>[-failed].ipynb``, version being the outcome's
+    ``model_version`` when the notebook reported one, else ``version`` (a value or a callable).
     """
     with _lean_jsonschema():
         import papermill as pm
         from papermill.exceptions import PapermillExecutionError
 
     source = notebook_path(kind)
-    known = notebook_parameters(source)
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        raise NotebookError(f"{source.name} has no parameter(s) {', '.join(unknown)}; "
-                            f"it takes {', '.join(known)}")
-    runs = settings.runs_dir
-    runs.mkdir(parents=True, exist_ok=True)
+    _check_parameters(source, parameters)
     settings.home.mkdir(parents=True, exist_ok=True)
-    stamp = _stamp()
-    work = _free_name(runs, f"{stamp}-{kind}-running")
+    run_files.clean_leftovers(settings)
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    failure = None
-    try:
-        pm.execute_notebook(str(source), str(work), parameters=parameters, progress_bar=progress,
-                            cwd=str(settings.home), kernel_name="python3", language="python",
-                            start_timeout=120, kernel_manager_class=kernel_manager_class(),
-                            shutdown_kernel="immediate")  # every output is saved by then; a graceful
-        # shutdown of a kernel holding Evidently takes seconds
-    except PapermillExecutionError as exc:
-        failure = f"{exc.ename}: {exc.evalue}"
-    name = version() if callable(version) else version
-    final = _free_name(runs, f"{stamp}-{kind}-{name or 'none'}" + ("-failed" if failure else ""))
+    with run_files.Run(settings.runs_dir) as run:
+        stamp = _stamp()
+        work = settings.runs_dir / f"{stamp}-{kind}-running-{run.token}.ipynb"
+        if outcome:
+            parameters = {**parameters, "outcome_path": str(run.outcome_path)}
+        error: BaseException | None = None
+        try:
+            pm.execute_notebook(str(source), str(work), parameters=parameters, progress_bar=progress,
+                                cwd=str(settings.home), kernel_name="python3", language="python",
+                                start_timeout=120, kernel_manager_class=kernel_manager_class(run.dir),
+                                shutdown_kernel="immediate")  # every output is saved by then; a graceful
+            # shutdown of a kernel holding Evidently takes seconds
+        except PapermillExecutionError as exc:
+            error = NotebookError(f"{source.name} failed ({exc.ename}: {exc.evalue})")
+        except Exception as exc:  # the kernel died or never answered: recorded by the caller, then raised
+            error = exc
+        reported = read_json(run.outcome_path, None) if outcome else None
+    name = (reported or {}).get("model_version") or (version() if callable(version) else version)
+    final = _free_name(settings.runs_dir, f"{stamp}-{kind}-{name or 'none'}" + ("-failed" if error else ""))
     if work.exists():
         os.replace(work, final)
-    if failure:
-        raise NotebookError(f"{source.name} failed ({failure}); the executed copy is {final}")
-    return final
+    if isinstance(error, NotebookError):
+        error = NotebookError(f"{error}; the executed copy is {final}")
+    return Executed(final if final.exists() else None, reported, error)
+
+
+def execute(settings: Settings, kind: str, parameters: dict, *, progress: bool = True,
+            version=None) -> Path:
+    """Execute notebooks/<kind>.ipynb with ``parameters``; return the executed copy in reports/runs/.
+
+    ``version`` is the model version for the file name, or a callable returning it after the run.
+    """
+    done = run_notebook(settings, kind, parameters, progress=progress, version=version)
+    if done.error is not None:
+        raise done.error
+    run_files.prune_history(settings)
+    return done.path
 
 
 def run_train_notebook(settings: Settings, n_components: int = 3, seed: int = 42, promote: bool = True,
@@ -180,22 +234,61 @@ def run_train_notebook(settings: Settings, n_components: int = 3, seed: int = 42
     return execute(settings, TRAIN, parameters, progress=progress, version=new_version)
 
 
+def _cut(text: str | None, limit: int = 300) -> str | None:
+    return text if not text or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return _cut(text if isinstance(exc, NotebookError) else f"{type(exc).__name__}: {text}")
+
+
+def _report_record(started: str, version: str | None, done: Executed | None) -> dict:
+    """The last_report.json record of a run (status decided by the caller)."""
+    out = dict((done.outcome or {}) if done else {})
+    return {"status": "failed", "model_version": out.get("model_version") or version,
+            "rows": out.get("rows"), "started": started, "finished": run_files.iso_now(),
+            "reason": _cut(out.get("error") or " ".join(out.get("notes") or [])) or None,
+            "html": out.get("html"), "notebook": str(done.path) if done and done.path else None,
+            "result": out.get("result"), "snapshot_id": out.get("snapshot_id"),
+            "dataset_drift": out.get("dataset_drift"), "drifted": out.get("drifted")}
+
+
 def run_report_notebook(settings: Settings, progress: bool = True, **params) -> Path:
     """Run notebooks/report.ipynb for the champion; returns the executed copy in reports/runs/.
 
     Parameters (reference_path, production_path, workspace_path, project_name, output_html) pass
-    through. Raises NotebookError before starting a kernel when there is no model.
+    through. Always writes reports/last_report.json atomically: status "ok" or "failed", model_version
+    (the champion the report itself covered), rows, started, finished, reason, html, notebook (plus
+    result, snapshot_id, dataset_drift, drifted); on failure it re-raises. Raises NotebookError before
+    starting a kernel when there is no model, and when the notebook could not make a report (e.g. no
+    reference rows). Keeps the newest ``settings.reports_keep`` HTML reports and notebooks.
     """
     from .registry import Registry
 
-    version = Registry(settings).champion()
-    if version is None:  # (not NoChampionError: importing service.py would pull in scikit-learn here)
-        raise NotebookError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
-    parameters = {"home": str(settings.home), **params}
-    path = execute(settings, REPORT, parameters, progress=progress, version=version)
+    started, version, done = run_files.iso_now(), None, None
+    try:
+        version = Registry(settings).champion()
+        if version is None:  # (not NoChampionError: importing service.py would pull in scikit-learn here)
+            raise NotebookError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
+        done = run_notebook(settings, REPORT, {"home": str(settings.home), **params}, progress=progress,
+                            version=version, outcome=True)
+        if done.error is not None:
+            raise done.error
+        if (done.outcome or {}).get("error") or done.outcome is None:
+            raise NotebookError("no report was written: " + ((done.outcome or {}).get("error")
+                                                            or "the notebook reported no outcome"))
+    except BaseException as exc:
+        record = _report_record(started, version, done)
+        record["reason"] = _reason(exc)
+        run_files.write_last_report(settings, record)
+        run_files.prune_history(settings)
+        raise
+    run_files.write_last_report(settings, {**_report_record(started, version, done), "status": "ok"})
+    run_files.prune_history(settings)
     if progress:  # what was written (or why not), under papermill's progress bar
-        print(notebook_markdown(path), file=sys.stderr)
-    return path
+        print(notebook_markdown(done.path), file=sys.stderr)
+    return done.path
 
 
 def notebook_markdown(path: Path) -> str:

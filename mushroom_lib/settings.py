@@ -28,6 +28,7 @@ class Settings:
     upload_cap_bytes: int = 20 * 1024 * 1024  #: dashboard upload cap
     report_on_promote: bool = True   #: build an Evidently report in the background after a promotion
     data_source: str | None = None   #: MUSHROOM_DATA
+    reports_keep: int = 50           #: HTML reports and executed notebooks (per kind) kept (MUSHROOM_REPORTS_KEEP)
 
     @property
     def data_dir(self) -> Path:
@@ -86,6 +87,11 @@ class Settings:
     def runs_dir(self) -> Path:
         return self.reports_dir / "runs"
 
+    @property
+    def last_report_path(self) -> Path:
+        """The outcome of the last report run (runner.run_report_notebook writes it, also on failure)."""
+        return self.reports_dir / "last_report.json"
+
     def with_(self, **changes) -> "Settings":
         """A copy with some fields changed."""
         return replace(self, **changes)
@@ -99,9 +105,16 @@ def get_settings(home: str | Path | None = None, **overrides) -> Settings:
         env["k"] = int(os.environ["MUSHROOM_K"])
     if os.environ.get("MUSHROOM_SEED"):
         env["seed"] = int(os.environ["MUSHROOM_SEED"])
+    keep = os.environ.get("MUSHROOM_REPORTS_KEEP", "").strip()
+    if keep:
+        if not keep.isdigit():
+            raise ValueError(f"MUSHROOM_REPORTS_KEEP must be a whole number of reports to keep, not {keep[:40]!r}")
+        env["reports_keep"] = int(keep)
     env["report_on_promote"] = _env_bool("MUSHROOM_REPORT_ON_PROMOTE", True)
     env["data_source"] = os.environ.get("MUSHROOM_DATA") or None
     env.update({k: v for k, v in overrides.items() if v is not None})
     if env.get("k", 10) < 1:
         raise ValueError("K (rows between retrains) must be at least 1")
+    if env.get("reports_keep", 50) < 1:
+        raise ValueError("MUSHROOM_REPORTS_KEEP (reports kept) must be at least 1")
     return Settings(home=root, **env)

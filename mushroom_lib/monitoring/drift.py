@@ -1,0 +1,157 @@
+"""Drift policy: which test per batch size, when a batch is too small to judge, and Evidently's import.
+
+Used by the report (``report.py``), by ``drift_check`` (tests) and by ``benchmarks/drift_rates.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+
+import pandas as pd
+
+from ..schema import FEATURES
+
+#: Fewer production rows than this: no drift verdict at all (no column flagged, no drift metric in the
+#: snapshot, so the dashboard shows a gap). Chosen from benchmarks/drift_rates.py: under 30 rows a batch
+#: drawn from the reference itself had a column named drifted in 50-100% of draws under the old policy,
+#: and a batch from one habitat was not reliably detected below 20-30 rows.
+MIN_DRIFT_ROWS = 30
+#: Below this many production rows the drift tests are p-value tests (chi-square / K-S), from here on
+#: Evidently's distance tests (Jensen-Shannon / normed Wasserstein at 0.1). Evidently makes the same
+#: switch but on the *reference* size, which calls small samples drifted (see ``drift_options``).
+LARGE_SAMPLE = 1000
+P_VALUE = 0.05          #: family-wise significance level of the small-sample tests (Bonferroni over columns)
+DISTANCE = 0.1          #: per-column threshold of the large-sample distance tests
+DRIFT_SHARE = 0.3       #: the dataset counts as drifted when at least this share of columns drifts
+
+
+class MonitoringError(RuntimeError):
+    """The report cannot be made at all (no model, no reference rows)."""
+
+
+@contextlib.contextmanager
+def quiet_imports():
+    """Silence the DeprecationWarnings Evidently's import raises (numpy.core, litestar), nothing else."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*numpy\.core", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"litestar(\.|$)")
+        yield
+
+
+def load_evidently():
+    """Import Evidently once, on the monitoring path only, with telemetry off."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    with quiet_imports():
+        import evidently  # noqa: F401
+        from evidently.ui.workspace import Workspace  # noqa: F401
+    return sys.modules["evidently"]
+
+
+def too_few_rows(n: int) -> str | None:
+    """The sentence the report shows instead of a drift verdict, or None when ``n`` rows can be judged."""
+    if n >= MIN_DRIFT_ROWS:
+        return None
+    return (f"too few production rows to judge drift (n = {n}; at least {MIN_DRIFT_ROWS} needed): "
+            "no column is flagged")
+
+
+def drift_options(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> tuple[dict, str]:
+    """Drift tests for ``current`` against ``reference``, chosen by the current sample size.
+
+    Evidently picks its tests by the *reference* size: over 1000 reference rows it uses Jensen-Shannon /
+    normed Wasserstein distances at 0.1, whose sampling noise alone exceeds 0.1 for small batches. A
+    distance needs a large sample; a p-value test accounts for the sample size. So below
+    ``LARGE_SAMPLE`` production rows: chi-square on the categorical features and Kolmogorov-Smirnov on
+    the PCA components, each column at p < ``P_VALUE`` / number of columns (Bonferroni: with 25
+    columns at p < 0.05 each, a batch of reference rows had a column named drifted in most draws);
+    from ``LARGE_SAMPLE`` rows on: Evidently's distance tests, where p-values would flag tiny, harmless
+    shifts. The dataset counts as drifted when at least ``DRIFT_SHARE`` of the columns drift. Under
+    ``MIN_DRIFT_ROWS`` the report asks for no verdict at all (``too_few_rows``). Rates before and after:
+    benchmarks/drift_rates.py; tests/test_monitoring.py checks both sides.
+
+    One test per column type (not per column) keeps the metric's configuration the same from run to
+    run, so the dashboard draws one line per regime. Returns (keyword arguments for DataDriftPreset /
+    DriftedColumnsCount, a description).
+    """
+    n = len(current)
+    if n < LARGE_SAMPLE:
+        level = P_VALUE / max(1, len(columns))
+        options = {"cat_method": "chisquare", "num_method": "ks", "cat_threshold": level, "num_threshold": level}
+        text = (f"{n} production rows (< {LARGE_SAMPLE}): chi-square on the features and Kolmogorov-Smirnov "
+                f"on the PCA components, p < {P_VALUE}/{len(columns)} = {level:.4f} per column")
+    else:
+        options = {"cat_method": "jensenshannon", "num_method": "wasserstein", "cat_threshold": DISTANCE,
+                   "num_threshold": DISTANCE}
+        text = (f"{n} production rows (>= {LARGE_SAMPLE}): Jensen-Shannon distance on the features and "
+                f"normed Wasserstein distance on the PCA components, >= {DISTANCE} per column")
+    text += f"; dataset drift when >= {DRIFT_SHARE:.0%} of {len(columns)} columns drift"
+    return {"columns": list(columns), "drift_share": DRIFT_SHARE, **options}, text
+
+
+def judge_drift(scores: dict[str, float], n: int) -> dict | None:
+    """The report's verdict from per-column scores (``column_scores``) of an ``n``-row batch.
+
+    None under ``MIN_DRIFT_ROWS`` rows; else {count, share, columns, drifted, dataset_drift} with the
+    thresholds of ``drift_options`` (p-value below the Bonferroni level, or distance at/above 0.1).
+    """
+    if too_few_rows(n):
+        return None
+    if n < LARGE_SAMPLE:
+        level = P_VALUE / max(1, len(scores))
+        drifted = [c for c, v in scores.items() if v < level]
+    else:
+        drifted = [c for c, v in scores.items() if v >= DISTANCE]
+    share = len(drifted) / len(scores) if scores else 0.0
+    return {"count": len(drifted), "share": share, "columns": len(scores), "drifted": drifted,
+            "dataset_drift": share >= DRIFT_SHARE}
+
+
+def drift_columns(reference: pd.DataFrame) -> list[str]:
+    """The columns the report tests: the 22 features and the pca_* columns present."""
+    return [c for c in reference.columns if c in FEATURES or c.startswith("pca_")]
+
+
+def _run_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> dict:
+    """Evidently's DataDriftPreset on the columns, with the report's options; the snapshot as a dict."""
+    load_evidently()
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    options, _ = drift_options(reference, current, columns)
+    definition = DataDefinition(categorical_columns=[c for c in columns if c in FEATURES],
+                                numerical_columns=[c for c in columns if c not in FEATURES])
+    with quiet_imports(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy on codes absent from the reference
+        snap = Report([DataDriftPreset(**options)]).run(
+            Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
+            Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition))
+    return snap.dict()
+
+
+def column_scores(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str] | None = None) -> dict:
+    """Per-column drift score (p-value under LARGE_SAMPLE rows, distance from there) computed by Evidently."""
+    columns = columns or drift_columns(reference)
+    scores = {}
+    for m in _run_drift(reference, current, columns)["metrics"]:
+        cfg = m.get("config") or {}
+        if str(cfg.get("type", "")).endswith(":ValueDrift"):
+            scores[cfg["column"]] = float(m["value"])
+    return scores
+
+
+def drift_check(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str] | None = None) -> dict:
+    """Dataset-level drift of ``current`` against ``reference`` with the report's tests, without HTML.
+
+    Both frames hold the 22 features and, optionally, pca_* columns (``score_frame``). Returns
+    {rows, count, share, columns, drifted, dataset_drift, judged}; ``judged`` is False (and nothing
+    drifts) under ``MIN_DRIFT_ROWS`` rows.
+    """
+    columns = columns or drift_columns(reference)
+    if too_few_rows(len(current)):
+        return {"rows": len(current), "count": 0, "share": None, "columns": len(columns), "drifted": [],
+                "dataset_drift": False, "judged": False}
+    verdict = judge_drift(column_scores(reference, current, columns), len(current))
+    return {"rows": len(current), **verdict, "judged": True}
