@@ -24,9 +24,10 @@ import pandas as pd
 import pytest
 
 from mushroom_lib.data import synthetic_frame
+from mushroom_lib.scoring import SCORED_COLUMNS
 from mushroom_lib.schema import CODES, FEATURES, SchemaError
 
-OUT_COLUMNS = ["prediction", "p_poisonous", "uncertain", "unseen_codes", "model_version"]
+OUT_COLUMNS = list(SCORED_COLUMNS)  # the scored columns, shared contract #1
 
 
 def mushroom_cmd() -> list[str]:
