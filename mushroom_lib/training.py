@@ -93,6 +93,13 @@ def known_set(distinct: pd.DataFrame, conflicts: np.ndarray, train_split: pd.Dat
                           feature_codes(train_split[FEATURES]))
 
 
+def fit_distinct(rows: pd.DataFrame, train_split: pd.DataFrame, cfg: M.ModelConfig):
+    """Fit on the distinct, non-conflicting rows; returns (Trained, KnownSet, distinct rows, conflict keys)."""
+    distinct, conflicts = distinct_rows(rows)
+    known = known_set(distinct, conflicts, train_split)
+    return M.fit(distinct[FEATURES], distinct[TARGET], cfg), known, distinct, conflicts
+
+
 def rebuild_known(settings: Settings, meta: dict) -> tuple[KnownSet, str]:
     """The known set of a version made before records: its training rows rebuilt and checked against the
     training_sha256 it stored; when they no longer match, the training split alone (said in the record)."""
@@ -187,9 +194,7 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
     split = load_split(settings)
     holdout = split[1]
     rows, n_feedback = training_rows(settings, feedback, split)
-    distinct, conflicts = distinct_rows(rows)
-    known = known_set(distinct, conflicts, split[0])
-    trained = M.fit(distinct[FEATURES], distinct[TARGET], cfg)
+    trained, known, distinct, conflicts = fit_distinct(rows, split[0], cfg)
     metrics = score_holdout(LoadedModel("candidate", trained.pipeline, trained.threshold, {}, known), holdout)
     prev_metrics, not_compared = rescore_champion(registry, previous, holdout)
     reason = gate(metrics, prev_metrics, settings.accuracy_margin)

@@ -24,8 +24,8 @@ import pandas as pd
 import pytest
 
 from mushroom_lib.data import synthetic_frame
-from mushroom_lib.scoring import SCORED_COLUMNS
 from mushroom_lib.schema import CODES, FEATURES, SchemaError
+from mushroom_lib.scoring import SCORED_COLUMNS
 
 OUT_COLUMNS = list(SCORED_COLUMNS)  # the scored columns, shared contract #1
 

@@ -269,3 +269,27 @@ def test_identify_functions_are_pure_over_any_frame():
     mixed = identify.answer(df, {})
     assert mixed["prediction"] == "poisonous" and mixed["ask_next"]["feature"] == "odor"
     assert math.isclose(mixed["ask_next"]["information_gain"], 0.9183, abs_tol=1e-3)
+
+
+# ---------------------------------------------------------------- across splits
+@pytest.mark.slow
+def test_holdout_false_edible_is_zero_for_every_seed(real_data):
+    """The README's headline on ten splits, fitted and answered as `mushroom train` and `predict` do."""
+    from sklearn.model_selection import train_test_split
+
+    from mushroom_lib import model as M
+    from mushroom_lib.registry import LoadedModel
+    from mushroom_lib.schema import validate_frame
+
+    raw = pd.read_csv(real_data, dtype=str, keep_default_na=False)
+    checked = validate_frame(raw, require_label=True)
+    df = checked.features.assign(**{TARGET: checked.labels.to_numpy()})
+    results = {}
+    for seed in (42, 1, 7, 3, 11, 2024, 5, 13, 21, 99):
+        train, hold = train_test_split(df, test_size=0.2, stratify=df[TARGET], random_state=seed)
+        trained, known, _, _ = training.fit_distinct(train.sort_index(), train.sort_index(), M.ModelConfig(seed=seed))
+        m = training.score_holdout(LoadedModel("t", trained.pipeline, trained.threshold, {}, known), hold.sort_index())
+        results[seed] = (m["false_edible"], round(m["accuracy"], 4), round(m["uncertain_share"], 4))
+    worst = min(results, key=lambda k: results[k][1])
+    print(f"\nper seed (false_edible, accuracy, uncertain share): {results}; worst seed {worst}")
+    assert all(fe == 0 for fe, _, _ in results.values()), results
