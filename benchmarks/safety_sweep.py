@@ -1,14 +1,19 @@
-"""The safety operating point over several splits: holdout false_edible, accuracy and threshold.
+"""Safety inside and outside the training data: seeds, random rows, unseen codes, families left out.
 
-For each seed, a stratified 80/20 split of the real dataset (the same procedure as `mushroom train`'s
-persisted split, drawn with that seed, rows in dataset order: seed 42 reproduces `mushroom train`). Each configuration is fitted with ``mushroom_lib.model.fit``: the
-threshold is chosen on out-of-fold probabilities of the training part only, then the whole pipeline
-(encoder -> StandardScaler -> PCA(3) -> classifier) is refitted on the training part and scored once on
-the holdout. ``@0.5`` columns show the same fitted model at the plain 0.5 threshold for comparison.
+* **seeds**: for each seed a stratified 80/20 split of the real dataset (the procedure of `mushroom train`'s
+  persisted split; seed 42 reproduces it), fitted as `mushroom train` fits (``training.fit_distinct``:
+  distinct rows, threshold chosen out-of-fold on the training part only) and scored once on the holdout,
+  by the model alone (``model``) and as a user is answered (``rules``: the known-set rules on top).
+* **random rows**: 1,000 rows with every feature drawn from the codes that occur in the data: how many
+  are called edible, by the model alone and with the rules.
+* **unseen codes**: one cell of every dataset row replaced by a valid code that never occurs in the data.
+* **leave-family-out**: each (odor, spore-print-color) family with a poisonous member is removed from the
+  data; the rest is split 80/20 and fitted; the family's poisonous members called edible, without and
+  with the rules.
 
-Not a test (nothing is asserted); the numbers go into the closing note. Runnable alone:
-``.venv/bin/python benchmarks/safety_sweep.py [--seeds 42 1 7 3 11 2024] [--configs default ...] [--json]``.
-Needs the real dataset (MUSHROOM_DATA or ../shared/data/mushrooms.csv). A few minutes on 2 cores.
+Not a test (the tests assert the headline figures); the numbers go into the closing note. Runnable alone:
+``.venv/bin/python benchmarks/safety_sweep.py [--parts seeds random unseen families] [--seeds ...]
+[--configs default ...] [--json]``. Needs the real dataset (MUSHROOM_DATA or ../shared/data/mushrooms.csv).
 """
 
 from __future__ import annotations
@@ -24,11 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from mushroom_lib import model as M  # noqa: E402
-from mushroom_lib.schema import FEATURES, TARGET, validate_frame  # noqa: E402
+from mushroom_lib.registry import LoadedModel  # noqa: E402
+from mushroom_lib.schema import CODES, FEATURES, TARGET, validate_frame  # noqa: E402
+from mushroom_lib.scoring import Scorer  # noqa: E402
+from mushroom_lib.training import fit_distinct, score_holdout  # noqa: E402
+
+SEEDS = [42, 1, 7, 3, 11, 2024, 5, 13, 21, 99]
 
 CONFIGS: dict[str, dict] = {
     "default": {},  # ModelConfig() as shipped: target encoding + KNN(10, distance)
@@ -53,59 +64,143 @@ def dataset() -> pd.DataFrame:
     raise SystemExit("the real dataset is missing: set MUSHROOM_DATA to mushrooms.csv")
 
 
-def one(df: pd.DataFrame, seed: int, name: str, overrides: dict, test_size: float = 0.2) -> dict:
-    """Fit one configuration on one split and measure it on the holdout."""
+def split(df: pd.DataFrame, seed: int, test_size: float = 0.2) -> tuple[pd.DataFrame, pd.DataFrame]:
     train, hold = train_test_split(df, test_size=test_size, stratify=df[TARGET], random_state=seed)
-    train, hold = train.sort_index(), hold.sort_index()  # dataset order, as make_split persists it
+    return train.sort_index(), hold.sort_index()  # dataset order, as make_split persists it
+
+
+def fitted(train: pd.DataFrame, cfg: M.ModelConfig) -> tuple[M.Trained, LoadedModel]:
+    """Fit as `mushroom train` does; the model with its known set, ready to score."""
+    trained, known, _, _ = fit_distinct(train, train, cfg)
+    return trained, LoadedModel("sweep", trained.pipeline, trained.threshold, {}, known)
+
+
+def one(df: pd.DataFrame, seed: int, name: str, overrides: dict) -> dict:
+    """Fit one configuration on one split and measure it on the holdout (model alone and with the rules)."""
+    train, hold = split(df, seed)
     cfg = M.ModelConfig(seed=seed, **overrides)
     start = time.perf_counter()
-    trained = M.fit(train[FEATURES], train[TARGET], cfg)
+    trained, loaded = fitted(train, cfg)
     seconds = time.perf_counter() - start
     p = M.p_poisonous(trained.pipeline, hold)
     at_t = M.metrics(p, hold[TARGET].to_numpy(), trained.threshold)
-    at_half = M.metrics(p, hold[TARGET].to_numpy(), 0.5)
+    rules = score_holdout(loaded, hold)
     return {
         "config": name, "seed": seed, "threshold": trained.threshold,
-        "false_edible": at_t["false_edible"], "accuracy": at_t["accuracy"],
-        "false_poisonous": at_t["false_poisonous"], "poisonous_in_holdout": int((hold[TARGET] == "p").sum()),
+        "false_edible": rules["false_edible"], "accuracy": rules["accuracy"],
+        "false_poisonous": rules["false_poisonous"], "uncertain_share": rules["uncertain_share"],
+        "false_edible_model": at_t["false_edible"], "accuracy_model": at_t["accuracy"],
         "oof_false_edible": trained.oof_metrics["false_edible"], "oof_accuracy": trained.oof_metrics["accuracy"],
-        "false_edible@0.5": at_half["false_edible"], "accuracy@0.5": at_half["accuracy"],
         "fit_seconds": seconds,
     }
 
 
+def called_edible(loaded: LoadedModel, rows: pd.DataFrame) -> tuple[int, int]:
+    """(rows the model alone calls edible, rows called edible with the rules)."""
+    scored = Scorer(loaded).score(rows[FEATURES].reset_index(drop=True))
+    model_only = int((M.decide(scored["p_poisonous"].to_numpy(), loaded.threshold) == 0).sum())
+    return model_only, int((scored["prediction"] == "edible").sum())
+
+
+def random_rows(df: pd.DataFrame, loaded: LoadedModel, n: int = 1000, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    rows = pd.DataFrame({f: rng.choice(sorted(set(df[f])), n) for f in FEATURES})
+    model_only, rules = called_edible(loaded, rows)
+    near = Scorer(loaded).score(rows)["nearest_known"]
+    return {"part": "random", "rows": n, "edible_model": model_only, "edible_rules": rules,
+            "nearest_known_min": int(near.min())}
+
+
+def unseen_codes(df: pd.DataFrame, loaded: LoadedModel) -> list[dict]:
+    out = []
+    for f in FEATURES:
+        for code in CODES[f]:
+            if code in set(df[f]):
+                continue
+            rows = df.assign(**{f: code})
+            model_only, rules = called_edible(loaded, rows)
+            pois = rows[rows[TARGET] == "p"]
+            pm, pr = called_edible(loaded, pois)
+            out.append({"part": "unseen", "cell": f"{f}={code}", "rows": len(rows), "edible_model": model_only,
+                        "edible_rules": rules, "poisonous_called_edible_model": pm,
+                        "poisonous_called_edible_rules": pr})
+    return out
+
+
+def families(df: pd.DataFrame, seed: int = 42) -> list[dict]:
+    """Each (odor, spore-print-color) family with a poisonous member left out of training in turn."""
+    out = []
+    groups = df.groupby(["odor", "spore-print-color"])
+    for (odor, spore), fam in groups:
+        pois = fam[fam[TARGET] == "p"]
+        if not len(pois):
+            continue
+        rest = df.drop(fam.index)
+        train, _ = split(rest, seed)
+        trained, loaded = fitted(train, M.ModelConfig(seed=seed))
+        model_only, rules = called_edible(loaded, pois)
+        near = Scorer(loaded).score(pois[FEATURES].reset_index(drop=True))["nearest_known"]
+        out.append({"part": "family", "family": f"odor={odor} spore-print-color={spore}", "rows": len(fam),
+                    "poisonous": len(pois), "fe_model": model_only,
+                    "fe_rules": rules, "nearest_min": int(near.min())})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 7, 3, 11, 2024])
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    ap.add_argument("--json", action="store_true", help="print the rows as JSON lines instead of a table")
+    ap.add_argument("--parts", nargs="+", default=["seeds", "random", "unseen", "families"],
+                    choices=["seeds", "random", "unseen", "families"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
+    ap.add_argument("--configs", nargs="+", default=["default"], choices=list(CONFIGS))
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON lines instead of tables")
     args = ap.parse_args(argv)
     df = dataset()
-    rows = []
-    head = (f"{'config':22} {'seed':>5} {'thresh':>7} {'FE':>3} {'acc':>7} {'FP':>3} | "
-            f"{'FE@0.5':>6} {'acc@0.5':>7} | {'oofFE':>5} {'oofAcc':>7} {'fit s':>6}")
-    if not args.json:
-        print(head)
-        print("-" * len(head))
-    for name in args.configs:
-        for seed in args.seeds:
-            r = one(df, seed, name, CONFIGS[name])
-            rows.append(r)
-            if args.json:
-                print(json.dumps(r), flush=True)
-            else:
-                print(f"{name:22} {seed:5d} {r['threshold']:7.4f} {r['false_edible']:3d} {r['accuracy']:7.4f} "
-                      f"{r['false_poisonous']:3d} | {r['false_edible@0.5']:6d} {r['accuracy@0.5']:7.4f} | "
-                      f"{r['oof_false_edible']:5d} {r['oof_accuracy']:7.4f} {r['fit_seconds']:6.1f}", flush=True)
-    if not args.json:
-        print("\nsummary over seeds (holdout, at the chosen threshold):")
+
+    def show(row: dict, text: str) -> None:
+        print(json.dumps(row) if args.json else text, flush=True)
+
+    if "seeds" in args.parts:
+        rows = []
+        if not args.json:
+            print(f"{'config':22} {'seed':>5} {'thresh':>7} | {'FE':>3} {'acc':>7} {'FP':>3} {'unc%':>5} | "
+                  f"{'FEmod':>5} {'accMod':>7} | {'fit s':>6}")
         for name in args.configs:
-            mine = [r for r in rows if r["config"] == name]
-            fe = [r["false_edible"] for r in mine]
-            acc = [r["accuracy"] for r in mine]
-            print(f"  {name:22} false_edible total {sum(fe):3d} (per seed {fe}), max {max(fe)}; "
-                  f"accuracy min {min(acc):.4f} median {statistics.median(acc):.4f}; "
-                  f"accuracy >= 0.97 on {sum(a >= 0.97 for a in acc)}/{len(acc)} seeds")
+            for seed in args.seeds:
+                r = one(df, seed, name, CONFIGS[name])
+                rows.append(r)
+                show(r, f"{name:22} {seed:5d} {r['threshold']:7.4f} | {r['false_edible']:3d} {r['accuracy']:7.4f} "
+                        f"{r['false_poisonous']:3d} {100 * r['uncertain_share']:5.2f} | {r['false_edible_model']:5d} "
+                        f"{r['accuracy_model']:7.4f} | {r['fit_seconds']:6.1f}")
+        if not args.json:
+            for name in args.configs:
+                mine = [r for r in rows if r["config"] == name]
+                worst = min(mine, key=lambda r: r["accuracy"])
+                print(f"  {name}: false_edible total {sum(r['false_edible'] for r in mine)}; worst seed "
+                      f"{worst['seed']} accuracy {worst['accuracy']:.4f}; median accuracy "
+                      f"{statistics.median(r['accuracy'] for r in mine):.4f}")
+    if {"random", "unseen"} & set(args.parts):
+        train, _ = split(df, 42)
+        _, loaded = fitted(train, M.ModelConfig(seed=42))
+        if "random" in args.parts:
+            r = random_rows(df, loaded)
+            show(r, f"\nrandom rows: {r['rows']}; called edible by the model alone {r['edible_model']}, with the "
+                    f"rules {r['edible_rules']}; nearest known mushroom at least {r['nearest_known_min']} features away")
+        if "unseen" in args.parts:
+            if not args.json:
+                print(f"\n{'unseen code':26} {'edible model':>12} {'rules':>6} | {'poisonous->edible model':>23} {'rules':>6}")
+            for r in unseen_codes(df, loaded):
+                show(r, f"{r['cell']:26} {r['edible_model']:12d} {r['edible_rules']:6d} | "
+                        f"{r['poisonous_called_edible_model']:23d} {r['poisonous_called_edible_rules']:6d}")
+    if "families" in args.parts:
+        if not args.json:
+            print(f"\n{'family left out':36} {'rows':>5} {'pois':>5} | {'FE model':>8} {'FE rules':>8} | nearest")
+        total = [0, 0, 0]
+        for r in families(df):
+            total = [total[0] + r["poisonous"], total[1] + r["fe_model"], total[2] + r["fe_rules"]]
+            show(r, f"{r['family']:36} {r['rows']:5d} {r['poisonous']:5d} | {r['fe_model']:8d} {r['fe_rules']:8d} | "
+                    f"{r['nearest_min']}")
+        if not args.json:
+            print(f"{'total':36} {'':5} {total[0]:5d} | {total[1]:8d} {total[2]:8d} |")
     return 0
 
 

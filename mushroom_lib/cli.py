@@ -103,18 +103,57 @@ def cmd_status(settings, args) -> int:
         print(json.dumps(st, indent=2, default=str))
         return 0 if st["model_version"] else 1
     if not st["model_version"]:
-        print(f"no model yet in {st['home']}: run `mushroom data` then `mushroom train`")
+        if st["load_error"]:
+            print(f"refused       {st['load_error']}")
+            print("no model serves: promote another version (`mushroom models promote vNNNN`) or run `mushroom train`")
+        else:
+            print(f"no model yet in {st['home']}: run `mushroom data` then `mushroom train`")
         return 1
+    from .model import P_MEANING
+
+    meta = _champion_record(settings, st["model_version"])
     print(f"champion      {st['model_version']}  (created {st['created_utc']})")
     print(f"holdout       {_fmt_metrics(st['metrics'])}")
-    print(f"threshold     {st['threshold']:.4f} on p_poisonous (>= threshold is called poisonous)")
+    print(f"threshold     {st['threshold']:.4f} on p_poisonous (>= threshold is called poisonous); {P_MEANING}"
+          + (f"; holdout Brier {meta['brier']:.4f}" if meta.get("brier") is not None else ""))
+    if meta.get("cutoff"):
+        print(f"known set     a mushroom differing from every training mushroom in {meta['cutoff']} or more features, "
+              "with a code never seen in training, or reported with both labels is called poisonous"
+              + (f" ({meta['conflicts']} conflicting feature rows)" if meta.get("conflicts") else ""))
     print(f"feedback      {st['feedback_rows']} rows; {st['rows_until_retrain']} of {st['k']} until the next retrain")
     if st["last_retrain"]:
         lr = st["last_retrain"]
         print(f"last retrain  {lr['version']} {lr['status']}" + (f": {lr['reason']}" if lr.get("reason") else ""))
     print(f"contradicting {st['contradicting_feedback_rows']} feedback rows disagree with the dataset's label")
     if st["load_error"]:
-        print(f"warning       the pointer names a model that was refused: {st['load_error']}")
+        print(f"refused       {st['load_error']} (still serving {st['model_version']})")
+    return 0
+
+
+def _champion_record(settings, version: str) -> dict:
+    """The few record facts `mushroom status` shows (cutoff, conflicts, Brier)."""
+    from .registry import Registry
+
+    meta = Registry(settings).metadata(version)
+    return {"cutoff": meta.get("cutoff"), "conflicts": meta.get("conflicting_rows_total"),
+            "brier": (meta.get("holdout_metrics") or {}).get("brier")}
+
+
+def cmd_identify(settings, args) -> int:
+    from .identify import format_answer
+    from .service import ModelService
+
+    given = {}
+    for item in args.features:
+        name, sep, code = item.partition("=")
+        if not sep:
+            shown = item[:60] + ("…" if len(item) > 60 else "")
+            raise ValueError(f"{shown!r} is not feature=code (e.g. odor=n spore-print-color=w)")
+        if name.strip() in given:
+            raise ValueError(f"{name.strip()[:60]} is given twice; give each feature once")
+        given[name.strip()] = code
+    ans = ModelService(settings=settings).identify(given)
+    print(json.dumps(ans, indent=2, default=str) if args.json else format_answer(ans))
     return 0
 
 
@@ -210,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="champion, metrics, feedback and retrain state")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
+
+    i = sub.add_parser("identify", help="what the known mushrooms with these features are (worst case; "
+                       "not advice to eat any mushroom)")
+    i.add_argument("features", nargs="*", metavar="feature=code", help="e.g. odor=n spore-print-color=w")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_identify)
 
     m = sub.add_parser("models", help="list, promote or roll back model versions")
     m.add_argument("action", choices=["list", "promote", "rollback"])

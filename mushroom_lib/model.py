@@ -15,6 +15,9 @@ if TYPE_CHECKING:  # scikit-learn is imported where it is used: scoring from a s
 
 POSITIVE = "p"  #: poisonous is the positive class everywhere
 UNCERTAIN_NOTE = "uncertain - treat as poisonous"
+#: What p_poisonous is, said on every surface that shows it (it is not recalibrated; see the version record)
+P_MEANING = ("p_poisonous is the model's neighbour vote (the distance-weighted share of poisonous mushrooms among "
+             "its nearest training mushrooms in PCA space), not a calibrated probability")
 
 
 @dataclass
@@ -144,6 +147,8 @@ class Trained:
     threshold: float
     config: ModelConfig
     oof_metrics: dict = field(default_factory=dict)
+    p_oof: np.ndarray | None = None
+    y: np.ndarray | None = None
 
 
 def fit(X: pd.DataFrame, labels, cfg: ModelConfig) -> Trained:
@@ -152,17 +157,51 @@ def fit(X: pd.DataFrame, labels, cfg: ModelConfig) -> Trained:
     p_oof = out_of_fold(cfg, X, y)
     threshold = choose_threshold(p_oof, y, cfg)
     pipe = build_pipeline(cfg).fit(X[FEATURES], y)
-    return Trained(pipe, threshold, cfg, metrics(p_oof, y, threshold))
+    return Trained(pipe, threshold, cfg, metrics(p_oof, y, threshold), p_oof, y)
 
 
-def metrics(p: np.ndarray, y, threshold: float) -> dict:
-    """accuracy, precision, recall, f1 (poisonous = positive), confusion matrix and false_edible."""
+def reliability(p: np.ndarray, y, bins: int = 10) -> list[dict]:
+    """Per bin of p_poisonous: its range, rows, mean p and the observed poisonous share (a reliability curve)."""
+    p, y = np.asarray(p, dtype=float), np.asarray(y)
+    if y.dtype == object:
+        y = to_binary(y)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            out.append({"from": float(edges[b]), "to": float(edges[b + 1]), "rows": int(m.sum()),
+                        "mean_p": float(p[m].mean()), "poisonous_share": float(y[m].mean())})
+    return out
+
+
+def brier(p: np.ndarray, y) -> float:
+    """Mean squared difference between p_poisonous and the 0/1 truth."""
+    y = np.asarray(y)
+    if y.dtype == object:
+        y = to_binary(y)
+    return float(np.mean((np.asarray(p, dtype=float) - y) ** 2)) if len(y) else 0.0
+
+
+def calibration_facts(p_oof: np.ndarray, y_oof, p_holdout: np.ndarray, y_holdout) -> dict:
+    """What p_poisonous is and how well it matches observed shares (for the version record)."""
+    return {"meaning": P_MEANING, "recalibrated": False,
+            "brier_out_of_fold": brier(p_oof, y_oof), "brier_holdout": brier(p_holdout, y_holdout),
+            "reliability_out_of_fold": reliability(p_oof, y_oof)}
+
+
+def metrics(p: np.ndarray, y, threshold: float, pred: np.ndarray | None = None) -> dict:
+    """accuracy, precision, recall, f1 (poisonous = positive), confusion matrix and false_edible.
+
+    ``pred`` (0/1) are the calls when they are not simply ``p >= threshold`` (the known-set rules).
+    """
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
     y = np.asarray(y)
     if y.dtype == object:
         y = to_binary(y)
-    pred = decide(p, threshold)
+    pred = decide(p, threshold) if pred is None else np.asarray(pred)
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     return {
         "accuracy": float(accuracy_score(y, pred)),

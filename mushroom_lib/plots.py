@@ -137,6 +137,25 @@ def _tradeoff_figure(frame: pd.DataFrame, x: str, chosen: float, title: str, xti
     return fig
 
 
+def reliability_figure(record: dict):
+    """The reliability curve of p_poisonous from a version record's out-of-fold calibration facts:
+    mean p per bin against the observed poisonous share (the diagonal is a calibrated probability)."""
+    import plotly.graph_objects as go
+
+    calib = record["calibration"]
+    bins = pd.DataFrame(calib["reliability_out_of_fold"])
+    fig = go.Figure()
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line_dash="dash", line_color="grey", name="calibrated")
+    fig.add_scatter(x=bins["mean_p"], y=bins["poisonous_share"], mode="lines+markers", name="out-of-fold",
+                    text=[f"{n} rows" for n in bins["rows"]], marker_size=np.clip(np.sqrt(bins["rows"]), 6, 30),
+                    line_color=CLASS_COLORS["poisonous"])
+    fig.update_layout(title=f"Reliability of p_poisonous (a neighbour vote, not recalibrated): Brier out-of-fold "
+                            f"{calib['brier_out_of_fold']:.4f}, holdout {calib['brier_holdout']:.4f}",
+                      xaxis_title="mean p_poisonous in the bin", yaxis_title="observed poisonous share",
+                      xaxis_range=[0, 1], yaxis_range=[0, 1])
+    return fig
+
+
 def threshold_tradeoff_figure(frame: pd.DataFrame, chosen: float):
     """false_edible and accuracy against the threshold, the model's threshold marked."""
     return _tradeoff_figure(frame, "threshold", chosen,

@@ -24,10 +24,11 @@ The file is streamed, so memory stays flat whatever its size (~0.5 GB peak RSS a
    renamed over OUT only after the whole file validated and scored. Without ``-o`` the output is staged in
    an anonymous temporary file and copied to stdout only after the whole file validated and scored: a
    failure never leaves half a CSV on stdout and memory stays flat (the price: one local copy on disk).
-5. **The champion's scoring plan** (``scoring.ScoringPlan``: embedding tables, the KNN's points) is saved
-   under ``artifacts/cache/`` after a clean run and used by the next one when it belongs to the very model
-   file the registry names: scoring then starts without importing scikit-learn or loading the model (both
-   come in only if a row needs the Pipeline itself).
+5. **The champion's scoring plan** (``scoring.ScoringPlan``: embedding tables, the KNN's points, the known
+   set) is written under ``artifacts/cache/`` when the version is registered (and again after a clean run if
+   it went missing) and used only when its content matches the sha256 in the version's record and it
+   belongs to the very model file the registry names: scoring then starts without importing scikit-learn
+   or loading the model (both come in only if a row needs the Pipeline itself).
 
 ``engine="dask"`` (``pip install '.[dask]'``) runs the same chunk scoring over ``dask.dataframe``
 partitions of a file, a glob or a folder of CSV files; see ``predict_dask``.
@@ -54,7 +55,8 @@ import numpy as np
 import pandas as pd
 
 from .fileio import atomic_writer
-from .registry import Registry, RegistryError, sha256_file
+from .registry import Registry, RegistryError, check_record, sha256_file
+from .registry import plan_path as _plan_path
 from .schema import CODES, FEATURES, SchemaError, read_csv_bytes, read_csv_file, validate_frame
 from .scoring import SCORED_COLUMNS, Scorer, ScoringPlan
 from .service import ModelService
@@ -480,7 +482,7 @@ def score_stream(scorer: Scorer, layout: Layout, out, *, block_size: int = BLOCK
 # ---------------------------------------------------------------- the champion's scorer
 def plan_path(settings: Settings, version: str, model_sha256: str) -> Path:
     """Where the scoring plan of a model version is kept (derived data: safe to delete)."""
-    return settings.artifacts_dir / "cache" / f"scoring-{version}-{model_sha256[:16]}.npz"
+    return _plan_path(settings, version, model_sha256)
 
 
 class RegistryLoader:
@@ -496,21 +498,23 @@ class RegistryLoader:
 def champion_scorer(settings: Settings) -> Scorer:
     """The champion's Scorer, from its saved scoring plan when there is one.
 
-    A plan is used only if it was made from the very model file the registry names (its sha256, checked
-    again here) with this threshold; then scoring starts without importing scikit-learn or loading the
-    model, which are loaded only if a row needs the Pipeline itself. Otherwise the ModelService loads the
-    champion (and its usual errors apply, e.g. no model trained yet).
+    A plan is used only if its content matches the plan sha256 in the version's verified record (range
+    checks included) and it was made from the very model file the registry names (its sha256, checked
+    again here) with the record's threshold; then scoring starts without importing scikit-learn or loading
+    the model, which are loaded only if a row needs the Pipeline itself. Otherwise the ModelService loads
+    the champion (and its usual errors apply, e.g. no model trained yet, a refused record).
     """
     try:
         reg = Registry(settings)
         version = reg.champion()
-        meta = reg.metadata(version) if version else {}
-        sha = meta.get("model_sha256")
-        if version and sha:
+        record = reg.verified_record(version) if version else {}
+        sha, digest = record.get("model_sha256"), record.get("plan_sha256")
+        if version and sha and digest:
+            check_record(record)
             path = plan_path(settings, version, sha)
-            plan = ScoringPlan.load(path, model_sha256=sha) if path.exists() else None
-            if plan is not None and plan.version == version and plan.threshold == float(meta["threshold"]) \
-                    and sha256_file(reg.models_dir / version / "model.skops") == sha:
+            plan = ScoringPlan.load(path, model_sha256=sha, digest=digest) if path.exists() else None
+            if plan is not None and plan.version == version and plan.threshold == float(record["threshold"]) \
+                    and plan.known is not None and sha256_file(reg.models_dir / version / "model.skops") == sha:
                 return Scorer.from_plan(plan, RegistryLoader(settings, version))
     except (RegistryError, OSError, ValueError, KeyError, TypeError):
         pass  # the ModelService below reports whatever is wrong, as it always has
@@ -523,10 +527,11 @@ def remember_plan(settings: Settings, scorer: Scorer) -> None:
     if plan is None or not plan.model_sha256 or scorer.from_saved_plan:
         return
     path = plan_path(settings, plan.version, plan.model_sha256)
-    if path.exists():
-        return
-    with contextlib.suppress(OSError):
-        plan.save(path)
+    with contextlib.suppress(OSError, RegistryError):
+        digest = Registry(settings).verified_record(plan.version).get("plan_sha256")
+        if digest and plan.digest() == digest and (
+                not path.exists() or ScoringPlan.load(path, model_sha256=plan.model_sha256, digest=digest) is None):
+            plan.save(path)  # a missing or damaged plan is replaced by the one the record names
 
 
 def predict_file(settings: Settings, input_path: str | Path, output: str | Path | None = None, *,

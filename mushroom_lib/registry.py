@@ -1,13 +1,17 @@
-"""The model registry: versions on disk, metadata, the champion pointer, safe loading.
+"""The model registry: versions on disk, their immutable records, the champion pointer, safe loading.
 
-Layout: ``artifacts/models/vNNNN/{model.skops, metadata.json}`` and ``artifacts/champion.json``.
-A version folder is built under a temporary name and renamed into place, so a version either exists
-whole or not at all; the champion pointer is replaced atomically and only after its version exists.
+Layout: ``artifacts/models/vNNNN/{model.skops, known.npz, record.json, metadata.json}`` and
+``artifacts/champion.json``. ``record.json`` is written once at registration (threshold, cutoff, holdout
+metrics, the sha256 of the model file, the known set and the scoring plan) and checked whenever the version
+loads; ``metadata.json`` holds only what changes (status, reason) plus the record's sha256. A version folder
+is built under a temporary name and renamed into place, so a version exists whole or not at all; the
+champion pointer is replaced atomically and only after its version exists.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -30,6 +34,10 @@ TRUSTED_TYPES = frozenset({
 })
 
 VALID_TRIGGERS = ("initial", "feedback", "manual")
+RECORD = "record.json"
+KNOWN = "known.npz"
+#: fields of metadata.json that may change after registration; every other field lives in record.json
+MUTABLE = ("status", "reason", "record_sha256", "upgraded_utc")
 
 
 class RegistryError(RuntimeError):
@@ -72,12 +80,50 @@ def parse_version(name: str) -> int:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A verified, loaded model version."""
+    """A verified, loaded model version (``known``: its KnownSet, None only for models built by hand)."""
 
     version: str
     pipeline: object
     threshold: float
     metadata: dict
+    known: object = None
+
+
+def plan_path(settings: Settings, version: str, model_sha256: str) -> Path:
+    """Where the scoring plan of a model version is kept (``artifacts/cache``; checked against the record)."""
+    return settings.artifacts_dir / "cache" / f"scoring-{version}-{model_sha256[:16]}.npz"
+
+
+def record_sha256(record: dict) -> str:
+    import json
+
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def check_record(record: dict) -> None:
+    """Range checks of a version record; raises RegistryError naming the version, the field and the value."""
+    name = record.get("version", "a version")
+
+    def bad(field_name: str, rule: str) -> RegistryError:
+        value = str(record.get(field_name))[:40]
+        return RegistryError(f"{name}: its record holds {field_name}={value}, which is not {rule}; "
+                             "the record was changed after registration, refusing to load it")
+
+    t = record.get("threshold")
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t) or not 0 < t <= 0.5:
+        raise bad("threshold", "a finite number with 0 < threshold <= 0.5")
+    c = record.get("cutoff")
+    if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 22:
+        raise bad("cutoff", "a whole number from 1 to 22")
+    for key, value in (record.get("holdout_metrics") or {}).items():
+        if key in ("accuracy", "precision", "recall", "f1", "brier") and not (
+                isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1):
+            raise bad("holdout_metrics", f"a set of finite shares ({key}={value})")
+        if key in ("false_edible", "false_poisonous", "n") and not (isinstance(value, int) and value >= 0):
+            raise bad("holdout_metrics", f"a set of counts >= 0 ({key}={value})")
+    for key in ("model_sha256", "known_sha256"):
+        if not isinstance(record.get(key), str) or len(record[key]) != 64:
+            raise bad(key, "a sha256")
 
 
 class Registry:
@@ -99,12 +145,34 @@ class Registry:
         return sorted(names, key=parse_version)
 
     def metadata(self, version: str) -> dict:
-        """metadata.json of a version."""
+        """A version's record merged with its changing fields (the record wins; not range-checked here)."""
         version = version_name(parse_version(version))
         meta = _read_json(self.models_dir / version / "metadata.json")
         if meta is None:
             raise RegistryError(f"no model version {version} (known: {', '.join(self.versions()) or 'none'})")
-        return meta
+        record = self.record(version)
+        if record is None:  # a home made before records: metadata.json holds everything until upgraded
+            return meta
+        return {**meta, **{k: v for k, v in record.items() if k not in MUTABLE}}
+
+    def record(self, version: str) -> dict | None:
+        """record.json of a version (None for a version made before records existed)."""
+        return _read_json(self.models_dir / version_name(parse_version(version)) / RECORD)
+
+    def verified_record(self, version: str, model_sha256: str | None = None) -> dict:
+        """The record, checked: its sha256 against metadata.json, its ranges, the model file's sha256."""
+        version = version_name(parse_version(version))
+        record = self.record(version)
+        if record is None:
+            raise RegistryError(f"{version}: record.json is missing")
+        check_record(record)  # first: it names the field and value that are out of range
+        meta = _read_json(self.models_dir / version / "metadata.json") or {}
+        if meta.get("record_sha256") != record_sha256(record):
+            raise RegistryError(f"{version}: record.json does not match the sha256 in metadata.json (the record "
+                                "was changed after registration); refusing to load it")
+        if model_sha256 is not None and record["model_sha256"] != model_sha256:
+            raise RegistryError(f"{version}: model.skops does not match the sha256 in its record; refusing to load it")
+        return record
 
     def champion(self) -> str | None:
         """The serving version named by champion.json, or None before the first training."""
@@ -131,8 +199,11 @@ class Registry:
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def load(self, version: str) -> LoadedModel:
-        """Load a version after checking its sha256 and that it holds only trusted types."""
+        """Load a version after checking its record, its model file's sha256 and that it holds only trusted
+        types. A version made before records existed is upgraded once, after its model file checks out."""
         import skops.io as sio
+
+        from .known import KnownSet
 
         meta = self.metadata(version)
         path = self.models_dir / meta["version"] / "model.skops"
@@ -152,7 +223,50 @@ class Registry:
             raise RegistryError(f"{meta['version']}: model.skops holds untrusted type(s) {', '.join(unsafe)}; "
                                 "refusing to load it")
         pipeline = sio.loads(data, trusted=sorted(untrusted))
-        return LoadedModel(meta["version"], pipeline, float(meta["threshold"]), meta)
+        if self.record(meta["version"]) is None:
+            self._upgrade(meta, pipeline)
+        record = self.verified_record(meta["version"], digest)
+        known_path = self.models_dir / meta["version"] / KNOWN
+        try:
+            known = KnownSet.load(known_path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise RegistryError(f"{meta['version']}: {KNOWN} cannot be read ({exc})") from None
+        if known.digest() != record["known_sha256"] or known.cutoff != record["cutoff"]:
+            raise RegistryError(f"{meta['version']}: {KNOWN} does not match its record (changed after "
+                                "registration); refusing to load it")
+        return LoadedModel(meta["version"], pipeline, float(record["threshold"]), self.metadata(meta["version"]),
+                           known)
+
+    def _upgrade(self, meta: dict, pipeline) -> None:
+        """Give a version made before records its record.json and known.npz (once, its model hash checked)."""
+        from .training import rebuild_known
+
+        folder = self.models_dir / meta["version"]
+        with self._lock():
+            if self.record(meta["version"]) is not None:
+                return
+            known, how = rebuild_known(self.settings, meta)
+            record = {k: v for k, v in meta.items() if k not in MUTABLE}
+            record.update(cutoff=known.cutoff, known_sha256=known.save(folder / KNOWN), known_source=how)
+            check_record(record)  # a damaged old metadata.json is refused, not upgraded
+            record["plan_sha256"] = self._write_plan(LoadedModel(meta["version"], pipeline, record["threshold"],
+                                                                  record, known))
+            atomic_write_json(folder / RECORD, record)
+            mutable = {k: meta[k] for k in MUTABLE if k in meta}
+            atomic_write_json(folder / "metadata.json", {"version": meta["version"], **mutable,
+                                                          "record_sha256": record_sha256(record),
+                                                          "upgraded_utc": utc_now()})
+
+    def _write_plan(self, loaded: LoadedModel) -> str | None:
+        """Save the version's scoring plan under artifacts/cache; its content digest (None: no plan for it)."""
+        from .scoring import ScoringPlan
+
+        plan = ScoringPlan.from_pipeline(loaded)
+        if plan is None:
+            return None
+        path = plan_path(self.settings, loaded.version, loaded.metadata["model_sha256"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return plan.save(path)
 
     # ----------------------------------------------------------------- writing
     def _lock(self) -> FileLock:
@@ -161,8 +275,14 @@ class Registry:
 
     def register(self, pipeline, *, threshold: float, trigger: str, params: dict, metrics: dict,
                  training_rows: int, training_sha256: str, parent: str | None, status: str = "candidate",
-                 extra: dict | None = None) -> str:
-        """Write a new version folder atomically and return its name (not yet champion)."""
+                 extra: dict | None = None, known=None, reason: str | None = None) -> str:
+        """Write a new version folder atomically and return its name (not yet champion).
+
+        Writes model.skops, known.npz (``known``: the KnownSet), the immutable record.json and metadata.json,
+        and the scoring plan under artifacts/cache, so the first ``mushroom predict`` finds it.
+        """
+        if known is None:
+            raise ValueError("register() needs the version's known set")
         import skops.io as sio
 
         if trigger not in VALID_TRIGGERS:
@@ -181,30 +301,40 @@ class Registry:
                 fh.write(blob)
                 fh.flush()
                 os.fsync(fh.fileno())
-            meta = {
+            record = {
+                **(extra or {}),
                 "version": name,
                 "created_utc": utc_now(),
                 "parent": parent,
                 "trigger": trigger,
-                "status": status,
                 "threshold": float(threshold),
+                "cutoff": int(known.cutoff),
                 "params": params,
                 "training_rows": int(training_rows),
                 "training_sha256": training_sha256,
                 "model_sha256": hashlib.sha256(blob).hexdigest(),
+                "known_sha256": known.save(tmp / KNOWN),
                 "holdout_metrics": metrics,
-                **(extra or {}),
             }
-            atomic_write_json(tmp / "metadata.json", meta)
+            check_record(record)
+            record["plan_sha256"] = self._write_plan(LoadedModel(name, pipeline, float(threshold), record, known))
+            atomic_write_json(tmp / RECORD, record)
+            atomic_write_json(tmp / "metadata.json", {"version": name, "status": status, "reason": reason,
+                                                      "record_sha256": record_sha256(record)})
             os.rename(tmp, self.models_dir / name)
             fsync_dir(self.models_dir)
         return name
 
     def set_status(self, version: str, status: str, **fields) -> None:
-        """Update a version's status (candidate, champion, rejected, retired) and notes."""
-        meta = self.metadata(version)
-        meta.update(status=status, **fields)
-        atomic_write_json(self.models_dir / meta["version"] / "metadata.json", meta)
+        """Update a version's status (candidate, champion, rejected, retired) and notes (never its record)."""
+        version = version_name(parse_version(version))
+        path = self.models_dir / version / "metadata.json"
+        meta = _read_json(path)
+        if meta is None:
+            raise RegistryError(f"no model version {version}")
+        record = self.record(version) or {}
+        meta.update(status=status, **{k: v for k, v in fields.items() if k not in record or k in MUTABLE})
+        atomic_write_json(path, meta)
 
     def promote(self, version: str, *, reason: str = "manual") -> str:
         """Make ``version`` the champion (verifies it loads first); returns it."""

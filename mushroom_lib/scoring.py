@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import model as M
+from .known import KnownSet, apply_rules, arrays_digest
 from .schema import CODES, FEATURES
 
 #: Code lists per feature, in CODES order; a row's code index for feature f indexes CODE_LIST[f].
@@ -45,7 +46,8 @@ _RADIX = np.array([len(CODES[f]) for f in FEATURES], dtype=np.int64)
 _PLACE = np.r_[np.cumprod(_RADIX[::-1])[::-1][1:], 1].astype(np.int64)
 assert float(np.prod(_RADIX.astype(float))) < 2.0 ** 62
 
-SCORED_COLUMNS = ["prediction", "p_poisonous", "uncertain", "unseen_codes", "model_version"]
+SCORED_COLUMNS = ["prediction", "p_poisonous", "uncertain", "unseen_codes", "nearest_known", "reason",
+                  "model_version"]
 _CACHE_MAX = 1 << 18  # distinct rows remembered per model version (~30 MB at most)
 _ZERO_DISTANCE = 1e-6  # a neighbour this close is treated as a possible exact match: the Pipeline decides
 _TIE = 1e-10           # relative distance gap under which two neighbours count as tied
@@ -241,25 +243,28 @@ class _ForestRule:
 
 
 # ------------------------------------------------------------------ scorer
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 
 class ScoringPlan:
     """What the fast path needs, as plain arrays: the embedding tables, the KNN's training points and labels,
-    which codes training saw, the threshold. Read off a fitted pipeline (``from_pipeline``); saved and loaded
-    without pickle (``save`` / ``load``), so a process that only scores rows needs neither scikit-learn nor
-    the model file until a fragile row asks for the Pipeline.
+    which codes training saw, the threshold, the version's known set. Read off a fitted pipeline
+    (``from_pipeline``); saved and loaded without pickle (``save`` / ``load``), so a process that only scores
+    rows needs neither scikit-learn nor the model file until a fragile row asks for the Pipeline.
+    ``digest()`` is a sha256 over the content (not the file's bytes); the version record keeps it.
     """
 
     def __init__(self, version: str, threshold: float, model_sha256: str | None, embedding: LinearEmbedding,
-                 knn: dict, seen_mask: list[np.ndarray]):
+                 knn: dict, seen_mask: list[np.ndarray], known: KnownSet | None = None):
         self.version, self.threshold, self.model_sha256 = version, float(threshold), model_sha256
-        self.embedding, self.knn, self.seen_mask = embedding, knn, seen_mask
+        self.embedding, self.knn, self.seen_mask, self.known = embedding, knn, seen_mask, known
 
     @classmethod
     def from_pipeline(cls, loaded) -> "ScoringPlan | None":
         """The plan of a loaded model with a KNN classifier and an additive front; None otherwise."""
         pipeline = loaded.pipeline
+        if not getattr(pipeline, "steps", None):
+            return None
         knn = pipeline.steps[-1][1]
         if not _KnnRule.usable(knn):
             return None
@@ -274,18 +279,14 @@ class ScoringPlan:
                     "pos": (np.asarray(knn._y) == classes.index(1)) if 1 in classes else np.zeros(len(knn._y), bool),
                     "k": int(knn.n_neighbors), "weights": str(knn.weights),
                     "const_p": (1.0 if classes == [1] else 0.0) if len(classes) == 1 else None},
-                   [np.array([c in seen[f] for c in CODE_LIST[f]]) for f in FEATURES])
+                   [np.array([c in seen[f] for c in CODE_LIST[f]]) for f in FEATURES], getattr(loaded, "known", None))
 
     def rule(self) -> _KnnRule:
         k = self.knn
         return _KnnRule(k["fit_X"], k["pos"], k["k"], k["weights"], self.threshold, k["const_p"])
 
-    def save(self, path) -> None:
-        """Write the plan (numpy's npz, no pickle) atomically."""
-        import io
+    def _arrays(self) -> dict[str, np.ndarray]:
         import json
-
-        from .fileio import atomic_write_bytes
 
         meta = {"format": PLAN_FORMAT, "version": self.version, "threshold": self.threshold,
                 "model_sha256": self.model_sha256, "k": self.knn["k"], "weights": self.knn["weights"],
@@ -295,17 +296,36 @@ class ScoringPlan:
         for j in range(len(FEATURES)):
             arrays[f"table_{j:02d}"] = self.embedding.tables[j]
             arrays[f"seen_{j:02d}"] = self.seen_mask[j]
+        if self.known is not None:
+            arrays.update(self.known.arrays())
+        return arrays
+
+    def digest(self) -> str:
+        """sha256 over the plan's content: equal for a plan rebuilt from the same model and known set."""
+        return arrays_digest(self._arrays())
+
+    def save(self, path) -> str:
+        """Write the plan (numpy's npz, no pickle) atomically; returns its digest."""
+        import io
+
+        from .fileio import atomic_write_bytes
+
+        arrays = self._arrays()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         atomic_write_bytes(path, buf.getvalue())
+        return arrays_digest(arrays)
 
     @classmethod
-    def load(cls, path, *, model_sha256: str | None = None) -> "ScoringPlan | None":
-        """A saved plan, or None if it is missing, unreadable, of another format or of another model file."""
+    def load(cls, path, *, model_sha256: str | None = None, digest: str | None = None) -> "ScoringPlan | None":
+        """A saved plan, or None if it is missing, unreadable, of another format, of another model file or
+        (when ``digest`` is given) not the plan the version record names."""
         import json
 
         try:
             with np.load(path, allow_pickle=False) as z:
+                if digest is not None and arrays_digest({k: z[k] for k in z.files}) != digest:
+                    return None
                 meta = json.loads(str(z["meta"]))
                 if meta.get("format") != PLAN_FORMAT or meta.get("features") != FEATURES or \
                         meta.get("codes") != CODE_LIST or (model_sha256 and meta.get("model_sha256") != model_sha256):
@@ -315,11 +335,12 @@ class ScoringPlan:
                 knn = {"fit_X": z["fit_X"], "pos": z["pos"].astype(bool), "k": int(meta["k"]),
                        "weights": meta["weights"], "const_p": meta["const_p"]}
                 seen = [z[f"seen_{j:02d}"].astype(bool) for j in range(n)]
+                known = KnownSet.from_arrays(z) if "known_keys" in z.files else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if any(len(t) != len(CODES[f]) or len(m) != len(CODES[f]) for t, m, f in zip(emb.tables, seen, FEATURES)):
             return None
-        return cls(meta["version"], meta["threshold"], meta.get("model_sha256"), emb, knn, seen)
+        return cls(meta["version"], meta["threshold"], meta.get("model_sha256"), emb, knn, seen, known)
 
 
 class Scorer:
@@ -340,6 +361,7 @@ class Scorer:
         else:
             raise ValueError("Scorer needs a loaded model or a plan")
         self.plan = plan
+        self.known = plan.known if plan is not None else getattr(loaded, "known", None)
         self.embedding = plan.embedding if plan is not None else None
         self._rule = plan.rule() if plan is not None else None
         if plan is not None:
@@ -495,11 +517,33 @@ class Scorer:
         return pd.Series(self.unseen_codes(feature_codes(features)), index=features.index, name="unseen_codes")
 
     def score_codes(self, codes: np.ndarray, p: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """The scored columns (prediction, p_poisonous, uncertain, unseen_codes, model_version) as arrays."""
+        """The scored columns (SCORED_COLUMNS) as arrays, with the known-set rules applied.
+
+        p_poisonous stays the model's vote; prediction, uncertain and reason follow ``known.apply_rules``.
+        """
         p = self.p_codes(codes) if p is None else p
-        return {"prediction": M.label_words(M.decide(p, self.threshold)), "p_poisonous": p,
-                "uncertain": M.uncertain(p, self.threshold), "unseen_codes": self.unseen_codes(codes),
-                "model_version": np.full(len(p), self.version, dtype=object)}
+        inverse = None
+        if len(codes) > 4096:  # the rules over distinct rows only
+            inverse, uniq = pd.factorize(row_keys(codes))
+            first = np.full(len(uniq), -1, dtype=np.intp)
+            first[inverse[::-1]] = np.arange(len(codes) - 1, -1, -1)
+            codes = codes[first]
+        pu = p if inverse is None else p[first]
+        unseen = self.unseen_codes(codes)
+        known = self.known
+        if known is not None:
+            nearest, conflict, cutoff = known.nearest(codes), known.conflicting(codes), known.cutoff
+        else:  # a model without a known set (built by hand): -1 says "not known", only unseen codes rule
+            nearest, conflict, cutoff = np.full(len(codes), -1, dtype=np.int64), np.zeros(len(codes), bool), 0
+        called, unc, reason = apply_rules(M.decide(pu, self.threshold), M.uncertain(pu, self.threshold), pu,
+                                          self.threshold, unseen, nearest, conflict, cutoff)
+        cols = {"prediction": M.label_words(called), "uncertain": unc, "unseen_codes": unseen,
+                "nearest_known": nearest, "reason": reason}
+        if inverse is not None:
+            cols = {k: v[inverse] for k, v in cols.items()}
+        cols["p_poisonous"] = p
+        cols["model_version"] = np.full(len(p), self.version, dtype=object)
+        return {c: cols[c] for c in SCORED_COLUMNS}
 
     def score(self, features: pd.DataFrame) -> pd.DataFrame:
         """prediction (edible|poisonous), p_poisonous, uncertain, unseen_codes, model_version."""

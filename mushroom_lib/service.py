@@ -159,6 +159,24 @@ class ModelService:
         keep = [c for c in base.columns if c not in scored.columns]
         return pd.concat([base[keep], scored], axis=1)
 
+    # --------------------------------------------------------------- identify
+    def identify(self, given: dict) -> dict:
+        """Identify from any subset of the 22 features: the worst case over the dataset's known mushrooms that
+        match (``identify.answer``: prediction, matching_known, matching_poisonous, reason, ask_next, note);
+        with all 22 given, also ``model``: the champion's scored row. Raises SchemaError on a bad name/code."""
+        from . import identify
+        from .data import load_dataset
+
+        if getattr(self, "_identify_frame", None) is None:
+            if not self.settings.dataset_path.exists():
+                raise NoChampionError(f"no dataset in {self.settings.data_dir}; run `mushroom data` first")
+            self._identify_frame = load_dataset(self.settings)
+        ans = identify.answer(self._identify_frame, given)
+        if len(ans["given"]) == len(FEATURES):
+            row = self.predict(ans["given"]).iloc[0]
+            ans["model"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items() if k not in FEATURES}
+        return ans
+
     # --------------------------------------------------------------- feedback
     def _known_labels(self) -> dict:
         if self._known is None:

@@ -12,6 +12,7 @@ from . import model as M
 from .data import frame_sha256, load_dataset, load_split
 from .feedback import FeedbackStore
 from .fileio import atomic_write_bytes
+from .known import KnownSet, codes_of, keys_of
 from .registry import LoadedModel, Registry, RegistryError
 from .schema import FEATURES, LABELS, TARGET, normalize_labels
 from .settings import Settings
@@ -64,6 +65,77 @@ def training_rows(settings: Settings, feedback: pd.DataFrame | None = None,
     return train, len(feedback)
 
 
+def distinct_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """(the distinct feature rows with one label, first occurrence order; keys of rows reported with both labels).
+
+    A conflicting row is kept out entirely: a wrong label can neither teach "edible" nor jam the gate.
+    """
+    from .scoring import feature_codes
+
+    codes = feature_codes(rows[FEATURES])
+    keys = keys_of(codes)
+    y = M.to_binary(rows[TARGET])
+    frame = pd.DataFrame({"k": keys, "y": y})
+    per_key = frame.groupby("k", sort=False)["y"].agg(["min", "max"])
+    conflicts = per_key.index[per_key["min"] != per_key["max"]].to_numpy(dtype=np.int64)
+    first = ~pd.Series(keys).duplicated().to_numpy()
+    keep = first & ~np.isin(keys, conflicts)
+    out = rows.loc[keep, [TARGET, *FEATURES]].reset_index(drop=True)
+    out.attrs.update(rows.attrs)
+    return out, conflicts
+
+
+def known_set(distinct: pd.DataFrame, conflicts: np.ndarray, train_split: pd.DataFrame) -> KnownSet:
+    """The version's known set; its cutoff comes from the training split's rows (feedback excluded)."""
+    from .scoring import feature_codes
+
+    return KnownSet.build(feature_codes(distinct[FEATURES]), M.to_binary(distinct[TARGET]), conflicts,
+                          feature_codes(train_split[FEATURES]))
+
+
+def fit_distinct(rows: pd.DataFrame, train_split: pd.DataFrame, cfg: M.ModelConfig):
+    """Fit on the distinct, non-conflicting rows; returns (Trained, KnownSet, distinct rows, conflict keys)."""
+    distinct, conflicts = distinct_rows(rows)
+    known = known_set(distinct, conflicts, train_split)
+    return M.fit(distinct[FEATURES], distinct[TARGET], cfg), known, distinct, conflicts
+
+
+def rebuild_known(settings: Settings, meta: dict) -> tuple[KnownSet, str]:
+    """The known set of a version made before records: its training rows rebuilt and checked against the
+    training_sha256 it stored; when they no longer match, the training split alone (said in the record)."""
+    split = load_split(settings)
+    fb = FeedbackStore(settings).read()
+    rows, _ = training_rows(settings, fb.head(int(meta.get("feedback_rows", 0) or 0)), split)
+    how = "rebuilt from the training rows (training_sha256 checked)"
+    if frame_sha256(rows) != meta.get("training_sha256"):
+        rows, how = split[0], "the training split (the version's training rows could not be rebuilt exactly)"
+    distinct, conflicts = distinct_rows(rows)
+    return known_set(distinct, conflicts, split[0]), how
+
+
+def score_holdout(loaded: LoadedModel, holdout: pd.DataFrame) -> dict:
+    """Holdout metrics of the calls a user gets (model + known-set rules), with uncertain share and Brier."""
+    from .scoring import Scorer
+
+    scored = Scorer(loaded).score(holdout[FEATURES])
+    p = scored["p_poisonous"].to_numpy()
+    called = (scored["prediction"].to_numpy() == LABELS["p"]).astype(np.int8)
+    out = M.metrics(p, holdout[TARGET].to_numpy(), loaded.threshold, pred=called)
+    out["uncertain_share"] = float(scored["uncertain"].mean()) if len(scored) else 0.0
+    out["brier"] = M.brier(p, holdout[TARGET].to_numpy())
+    return out
+
+
+def rescore_champion(registry: Registry, version: str | None, holdout: pd.DataFrame) -> tuple[dict | None, str]:
+    """The champion's holdout metrics, scored now (never read from a stored file); (None, why) if it won't load."""
+    if version is None:
+        return None, ""
+    try:
+        return score_holdout(registry.load(version), holdout), ""
+    except RegistryError as exc:
+        return None, f"the champion {version} was not compared: it does not load ({exc})"
+
+
 def gate(candidate: dict, champion: dict | None, margin: float) -> str | None:
     """None if the candidate may replace the champion, else the reason it may not."""
     if not champion:
@@ -85,13 +157,16 @@ def pca_coordinates(pipeline, X: pd.DataFrame) -> np.ndarray:
 
 
 def write_reference(settings: Settings, loaded) -> int:
-    """Write data/ref_data.csv: the dataset's 22 features, target, the model's prediction, pca_1..n."""
+    """Write data/ref_data.csv: the dataset's 22 features, target, the served prediction, pca_1..n."""
+    from .scoring import Scorer
+
     df = load_dataset(settings)
-    p = M.p_poisonous(loaded.pipeline, df)
+    scored = Scorer(loaded).score(df[FEATURES])
+    p = scored["p_poisonous"].to_numpy()
     coords = pca_coordinates(loaded.pipeline, df)
     out = df[FEATURES].copy()
     out["target"] = df[TARGET].map(LABELS).to_numpy()
-    out["prediction"] = M.label_words(M.decide(p, loaded.threshold))
+    out["prediction"] = scored["prediction"].to_numpy()
     out["p_poisonous"] = p
     for i in range(coords.shape[1]):
         out[f"pca_{i + 1}"] = coords[:, i]
@@ -101,11 +176,13 @@ def write_reference(settings: Settings, loaded) -> int:
 
 def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str = "manual",
           promote: bool = True, force: bool = False, feedback: pd.DataFrame | None = None,
-          write_ref: bool = True) -> TrainResult:
-    """Fit the whole pipeline on train split + feedback, evaluate on the holdout, register, gate, promote.
+          write_ref: bool = True, record_extra: dict | None = None) -> TrainResult:
+    """Fit the whole pipeline on the distinct rows of train split + feedback, evaluate on the holdout (with the
+    known-set rules), register, gate, promote.
 
-    The first model is always promoted. Later ones are promoted only when they pass the gate
-    (false_edible does not rise, accuracy drops by at most the margin), unless ``force``.
+    The first model is always promoted. Later ones are promoted only when they pass the gate against the
+    champion re-scored on the holdout now (false_edible does not rise, accuracy drops by at most the margin),
+    unless ``force``. ``record_extra`` is merged into the new version's immutable record.
     """
     start = time.perf_counter()
     registry = Registry(settings)
@@ -117,23 +194,32 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
     split = load_split(settings)
     holdout = split[1]
     rows, n_feedback = training_rows(settings, feedback, split)
-    trained = M.fit(rows[FEATURES], rows[TARGET], cfg)
-    p_hold = M.p_poisonous(trained.pipeline, holdout)
-    metrics = M.metrics(p_hold, holdout[TARGET].to_numpy(), trained.threshold)
-    prev_metrics = prev_meta.get("holdout_metrics") if prev_meta else None
+    trained, known, distinct, conflicts = fit_distinct(rows, split[0], cfg)
+    metrics = score_holdout(LoadedModel("candidate", trained.pipeline, trained.threshold, {}, known), holdout)
+    prev_metrics, not_compared = rescore_champion(registry, previous, holdout)
     reason = gate(metrics, prev_metrics, settings.accuracy_margin)
     if previous is None:
         trigger = "initial"
     will_promote = promote and (reason is None or force)
+    calib = M.calibration_facts(trained.p_oof, trained.y, M.p_poisonous(trained.pipeline, holdout),
+                                holdout[TARGET].to_numpy())
+    extra = {"feedback_rows": n_feedback,
+             "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
+             "distinct_training_rows": len(distinct), "duplicate_rows_dropped": len(rows) - len(distinct)
+             - int(np.isin(keys_of(_codes(rows)), conflicts).sum()),
+             "conflicting_rows": [_code_string(k) for k in conflicts[:1000]],
+             "conflicting_rows_total": int(len(conflicts)),
+             "oof_metrics": trained.oof_metrics, "calibration": calib,
+             "champion_rescored": ({"version": previous, "holdout_metrics": prev_metrics} if prev_metrics
+                                   else {"version": previous, "note": not_compared} if previous else None),
+             "gate": {"passed": reason is None, "reason": reason, "forced": bool(force and reason)},
+             "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(holdout)},
+             **(record_extra or {})}
     version = registry.register(
         trained.pipeline, threshold=trained.threshold, trigger=trigger, params=cfg.to_dict(),
         metrics=metrics, training_rows=len(rows), training_sha256=frame_sha256(rows), parent=previous,
-        status="candidate" if will_promote else ("rejected" if reason else "candidate"),
-        extra={"feedback_rows": n_feedback,
-               "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
-               "oof_metrics": trained.oof_metrics,
-               "gate": {"passed": reason is None, "reason": reason, "forced": bool(force and reason)},
-               "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(holdout)}})
+        status="candidate" if will_promote else ("rejected" if reason else "candidate"), extra=extra,
+        known=known, reason=reason if not will_promote else None)
     promoted = False
     if will_promote:
         try:
@@ -142,10 +228,21 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
         except RegistryError as exc:  # the new file does not load: keep the old champion
             reason = f"the new model could not be loaded back: {exc}"
             registry.set_status(version, "rejected", reason=reason)
-    elif reason:
-        registry.set_status(version, "rejected", reason=reason)
     if promoted and write_ref:
         # the pipeline in memory is the one promote() just verified loads back from model.skops
-        write_reference(settings, LoadedModel(version, trained.pipeline, trained.threshold, {}))
+        write_reference(settings, LoadedModel(version, trained.pipeline, trained.threshold, {}, known))
     return TrainResult(version, metrics, trained.threshold, promoted, reason, time.perf_counter() - start,
                        len(rows), n_feedback, previous, prev_metrics, trained.oof_metrics)
+
+
+def _codes(rows: pd.DataFrame) -> np.ndarray:
+    from .scoring import feature_codes
+
+    return feature_codes(rows[FEATURES])
+
+
+def _code_string(key) -> str:
+    """A feature row as its 22 one-letter codes joined by commas (dataset column order)."""
+    from .scoring import CODE_LIST
+
+    return ",".join(CODE_LIST[f][c] for f, c in zip(FEATURES, codes_of(np.array([key]))[0]))

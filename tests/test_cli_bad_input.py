@@ -25,8 +25,9 @@ import pytest
 
 from mushroom_lib.data import synthetic_frame
 from mushroom_lib.schema import CODES, FEATURES, SchemaError
+from mushroom_lib.scoring import SCORED_COLUMNS
 
-OUT_COLUMNS = ["prediction", "p_poisonous", "uncertain", "unseen_codes", "model_version"]
+OUT_COLUMNS = list(SCORED_COLUMNS)  # the scored columns, shared contract #1
 
 
 def mushroom_cmd() -> list[str]:

@@ -26,11 +26,11 @@ from mushroom_lib import model as M
 from mushroom_lib import predict_file as P
 from mushroom_lib.registry import LoadedModel, Registry
 from mushroom_lib.schema import CODES, FEATURES, SchemaError, read_csv_file, validate_frame
-from mushroom_lib.scoring import LinearEmbedding, Scorer, codes_to_frame
+from mushroom_lib.scoring import SCORED_COLUMNS, LinearEmbedding, Scorer, codes_to_frame
 from mushroom_lib.service import ModelService
 from mushroom_lib.settings import get_settings
 
-OUT = ["prediction", "p_poisonous", "uncertain", "unseen_codes", "model_version"]
+OUT = list(SCORED_COLUMNS)  # the scored columns, shared contract #1
 
 
 # ---------------------------------------------------------------- helpers

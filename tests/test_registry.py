@@ -58,10 +58,14 @@ def small_pipeline(cfg: M.ModelConfig | None = None, seed: int = 0):
 
 
 def register_small(reg: Registry, *, parent: str | None, obj=None, status: str = "candidate") -> str:
+    from mushroom_lib.training import distinct_rows, known_set
+
     pipe, cfg = small_pipeline() if obj is None else (obj, M.ModelConfig())
     metrics = {"accuracy": 0.9, "precision": 0.9, "recall": 0.9, "f1": 0.9, "false_edible": 1}
+    rows, conflicts = distinct_rows(synthetic_frame(300, 0))
     return reg.register(pipe, threshold=0.4, trigger="manual", params=cfg.to_dict(), metrics=metrics,
-                        training_rows=300, training_sha256="0" * 64, parent=parent, status=status)
+                        training_rows=300, training_sha256="0" * 64, parent=parent, status=status,
+                        known=known_set(rows, conflicts, rows))
 
 
 # ---------------------------------------------------------------- crash safety
