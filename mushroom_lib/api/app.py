@@ -50,10 +50,11 @@ def create_app(settings: Settings | None = None, *, api_key=_UNSET, key_for_read
     app = FastAPI(title="Mushroom workbench API", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.config = config
-    for module in (predict, feedback, models, health):
-        app.include_router(module.router)
+    routers = [m.router for m in (predict, feedback, models, health)]
+    for router in routers:
+        app.include_router(router)
     errors.install(app, config.settings.home)
-    openapi.install(app, lambda: _seed_codes(app))
+    openapi.install(app, config, lambda: _seed_codes(app), [r for router in routers for r in router.routes])
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
     return app
 

@@ -80,6 +80,8 @@ class SeedEncoding:
         row = {}
         for i, (feature, value) in enumerate(zip(FEATURES, observation)):
             codes = self.codes[feature]
+            if type(value) is float and value.is_integer():  # JSON's 2.0 is the integer 2
+                value = int(value)
             if type(value) is not int or not 0 <= value < len(codes):
                 shown = json.dumps(value)[:40]
                 legend = ", ".join(f"{n}={c} ({CODES[feature].get(c, c)})" for n, c in enumerate(codes))

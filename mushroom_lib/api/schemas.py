@@ -22,8 +22,9 @@ def _feature(name: str):
 
 
 #: One mushroom: the 22 features as one-letter codes (other keys are kept and echoed back).
-Mushroom = create_model("Mushroom", __config__=_OPEN, __doc__="One mushroom: the 22 features as one-letter "
-                        "codes (names in each field's description). Other keys are echoed back unchanged.",
+Mushroom = create_model("Mushroom", __config__=ConfigDict(extra="forbid", populate_by_name=True),
+                        __doc__="One mushroom: the 22 features as one-letter codes (names in each field's "
+                        "description). Other keys (an id, say) are tolerated and echoed back unchanged.",
                         **{f.replace("-", "_"): _feature(f) for f in FEATURES})
 
 LabelledMushroom = create_model(
@@ -32,15 +33,20 @@ LabelledMushroom = create_model(
                       json_schema_extra={"enum": ["e", "p", "edible", "poisonous"]})))
 
 
+_CLOSED = ConfigDict(extra="forbid")
+
+
 class PredictRequest(BaseModel):
     """Rows to score."""
 
+    model_config = _CLOSED
     rows: list[Mushroom] = Field(min_length=1)  # type: ignore[valid-type]
 
 
 class FeedbackRequest(BaseModel):
     """Rows with their true label."""
 
+    model_config = _CLOSED
     rows: list[LabelledMushroom] = Field(min_length=1)  # type: ignore[valid-type]
 
 
@@ -51,13 +57,13 @@ SEED_DOC = ("The seed's protocol: 22 integers in the dataset's feature order, ea
 
 class SeedPredictRequest(BaseModel):
     __doc__ = SEED_DOC
-
+    model_config = _CLOSED
     observation: list[int] = Field(min_length=22, max_length=22)
 
 
 class SeedFeedbackRequest(BaseModel):
     __doc__ = SEED_DOC + " `target` is the true label: \"True\" = poisonous, \"False\" = edible."
-
+    model_config = _CLOSED
     observation: list[int] = Field(min_length=22, max_length=22)
     prediction: Literal["Poisonous", "Edible"] | None = None
     target: Literal["True", "False"]

@@ -29,7 +29,7 @@ def _submit(svc, body: bodies.Body, state, settings) -> dict:
 
 @router.post(
     "/feedback", summary="Send mushrooms with their true label", response_model=schemas.Receipt,
-    openapi_extra=request_body(["FeedbackRequest", "SeedFeedbackRequest"], csv=True,
+    openapi_extra=request_body(["FeedbackRequest", "SeedFeedbackRequest"], csv=True, label=True,
                                example={"rows": [{**schemas.EXAMPLE_ROW, "class": "p"}]}),
     responses=errors(401, 413, 415, 422, 503), dependencies=[Depends(require_write_key)])
 async def feedback(request: Request, svc=Depends(get_service)):
