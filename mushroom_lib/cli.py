@@ -206,6 +206,13 @@ def cmd_dashboard(settings, args) -> int:
     return serve(settings, port=args.port)
 
 
+def cmd_api(settings, args) -> int:
+    from .api import serve
+
+    return serve(settings, host=args.host, port=args.port, workers=args.workers,
+                 key_for_reads=args.key_for_reads, max_mb=args.max_mb)
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mushroom", description="Mushroom workbench: data, training, "
@@ -272,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("dashboard", help="serve the Voila dashboard on 127.0.0.1")
     db.add_argument("--port", type=int, default=8866)
     db.set_defaults(func=cmd_dashboard)
+
+    a = sub.add_parser("api", help="serve the REST API (FastAPI + uvicorn) on 127.0.0.1")
+    a.add_argument("--host", default="127.0.0.1", help="any other address needs MUSHROOM_API_KEY set")
+    a.add_argument("--port", type=int, default=8080)
+    a.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
+    a.add_argument("--key-for-reads", action="store_true",
+                   help="reads (predict, status, models) need X-API-Key too, not only writes")
+    a.add_argument("--max-mb", type=float, default=None, help="request body cap in MB (default 20)")
+    a.set_defaults(func=cmd_api)
     return p
 
 

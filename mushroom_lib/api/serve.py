@@ -1,0 +1,56 @@
+"""``mushroom api``: uvicorn serving ``app_from_env`` with N workers, 127.0.0.1 unless a key guards it.
+
+The home, the key rule and the body cap reach the workers through the environment. Refuses (ValueError,
+one sentence: exit 2 from the CLI) to listen beyond loopback without MUSHROOM_API_KEY.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+from ..ports import ensure_port_free
+from ..settings import Settings
+from .config import KEY_ENV, MAX_BYTES_ENV, READS_ENV
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check(host: str, port: int, workers: int, key_for_reads: bool, max_mb: float | None) -> None:
+    """Raise ValueError (one sentence) for a setting that must not start."""
+    key = os.environ.get(KEY_ENV)
+    if not is_loopback(host) and not key:
+        raise ValueError(f"refusing to listen on {host} without a key: set MUSHROOM_API_KEY (clients send it "
+                         "as X-API-Key) or keep the default --host 127.0.0.1")
+    if key_for_reads and not key:
+        raise ValueError("--key-for-reads needs MUSHROOM_API_KEY to be set")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    if max_mb is not None and max_mb <= 0:
+        raise ValueError(f"--max-mb must be above 0, not {max_mb}")
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is not a TCP port (1-65535)")
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
+          key_for_reads: bool = False, max_mb: float | None = None) -> int:
+    """Serve the API until interrupted; returns uvicorn's exit status."""
+    import uvicorn
+
+    check(host, port, workers, key_for_reads, max_mb)
+    if host == "127.0.0.1":
+        ensure_port_free(port)  # one sentence instead of uvicorn's bind traceback
+    os.environ["MUSHROOM_HOME"] = str(settings.home)
+    os.environ[READS_ENV] = "1" if key_for_reads else "0"
+    if max_mb is not None:
+        os.environ[MAX_BYTES_ENV] = str(int(max_mb * 1024 * 1024))
+    uvicorn.run("mushroom_lib.api:app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=False, log_level="info", timeout_graceful_shutdown=30)
+    return 0

@@ -1,0 +1,317 @@
+"""The REST API's contract: FastAPI's TestClient against create_app over a trained home, plus a real
+`mushroom api --workers 2` on a free 127.0.0.1 port (feedback through HTTP -> retrain -> both workers serve it)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from mushroom_lib import cli
+from mushroom_lib.api import create_app
+from mushroom_lib.api.process import ApiProcess
+from mushroom_lib.data import load_dataset
+from mushroom_lib.schema import CODES, FEATURES, SchemaError, validate_frame
+from mushroom_lib.service import ModelService
+from mushroom_lib.settings import get_settings
+
+KEY = "s3cret-key"
+
+
+def make_client(home, **kwargs) -> TestClient:
+    kwargs.setdefault("api_key", None)
+    return TestClient(create_app(get_settings(home), **kwargs), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(trained_home):
+    with make_client(trained_home) as c:
+        yield c
+
+
+@pytest.fixture
+def dataset(trained_home) -> pd.DataFrame:
+    return load_dataset(get_settings(trained_home))
+
+
+def rows_of(df: pd.DataFrame, n: int, label: bool = False) -> list[dict]:
+    cols = ["class", *FEATURES] if label else FEATURES
+    return df[cols].head(n).to_dict("records")
+
+
+# ---------------------------------------------------------------- probes and docs
+def test_health_ready_and_docs(client):
+    assert client.get("/health").json()["status"] == "alive"
+    ready = client.get("/ready")
+    assert ready.status_code == 200 and ready.json()["model_version"] == "v0001"
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    doc = client.get("/openapi.json").json()
+    mushroom = doc["components"]["schemas"]["Mushroom"]["properties"]
+    assert list(mushroom) == FEATURES
+    assert mushroom["odor"]["enum"] == list(CODES["odor"]) and "f (foul)" in mushroom["odor"]["description"]
+    observation = doc["components"]["schemas"]["SeedPredictRequest"]["properties"]["observation"]
+    assert [i["title"] for i in observation["prefixItems"]] == FEATURES
+
+
+def test_not_ready_before_a_champion(home):
+    with make_client(home) as c:
+        assert c.get("/health").status_code == 200
+        ready = c.get("/ready")
+        assert ready.status_code == 503 and "mushroom train" in ready.json()["detail"]
+        assert str(home) not in ready.text  # paths in the home are shown relative to it
+        row = {f: next(iter(CODES[f])) for f in FEATURES}
+        assert c.post("/predict", json={"rows": [row]}).status_code == 503
+        assert c.get("/status").json()["model_version"] is None
+
+
+# ---------------------------------------------------------------- predict
+def test_predict_json_returns_every_library_column(client, trained_home, dataset):
+    rows = rows_of(dataset, 50)
+    res = client.post("/predict", json={"rows": rows})
+    assert res.status_code == 200
+    body = res.json()
+    expected = ModelService(trained_home).predict(rows)
+    got = pd.DataFrame(body["predictions"])
+    assert list(got.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert body["model_version"] == "v0001"
+    poisonous = dataset["class"].head(50).to_numpy() == "p"
+    assert (got["prediction"][poisonous] == "poisonous").all()  # none of the known poisonous rows called edible
+
+
+@pytest.mark.parametrize("layout", ["header", "uci"])
+def test_predict_csv_is_the_same_csv_as_mushroom_predict(client, trained_home, dataset, tmp_path, layout):
+    src = tmp_path / "in.csv"
+    part = dataset.head(300)
+    part.to_csv(src, index=False, header=layout == "header")
+    out = tmp_path / "out.csv"
+    assert cli.main(["--home", str(trained_home), "predict", str(src), "-o", str(out)]) == 0
+    res = client.post("/predict", content=src.read_bytes(), headers={"Content-Type": "text/csv"})
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/csv")
+    assert res.content == out.read_bytes()
+
+
+def test_bad_row_gets_the_librarys_sentence(client, dataset):
+    rows = rows_of(dataset, 3)
+    rows[2]["odor"] = "q"
+    res = client.post("/predict", json={"rows": rows})
+    with pytest.raises(SchemaError) as expected:
+        validate_frame(pd.DataFrame(rows))
+    assert res.status_code == 422
+    assert res.json() == {"detail": str(expected.value)}
+    assert "row 3" in res.json()["detail"] and "'odor'" in res.json()["detail"] and "'q'" in res.json()["detail"]
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    (b"{not json", "application/json", 422),
+    (b'{"rows": []}', "application/json", 422),
+    (b'{"rows": [1, 2]}', "application/json", 422),
+    (b'{"rows": [{"odor": {"deep": [1]}}]}', "application/json", 422),
+    (b"[" * 100_000 + b"]" * 100_000, "application/json", 422),
+    (b'{"observation": [0, 1]}', "application/json", 422),
+    (b'{"observation": [true' + b", 0" * 21 + b"]}", "application/json", 422),
+    (b"\x00\x01\x02binary", "text/csv", 422),
+    (b"cap-shape;odor\nx;f\n", "text/csv", 422),
+    (b"<xml/>", "application/xml", 415),
+])
+def test_client_garbage_never_causes_a_server_error(client, body, content_type, status):
+    res = client.post("/predict", content=body, headers={"Content-Type": content_type})
+    assert res.status_code == status
+    detail = res.json()["detail"]
+    assert isinstance(detail, str) and 0 < len(detail) <= 300 and "Traceback" not in detail
+
+
+def test_unexpected_errors_are_one_neutral_sentence(trained_home, dataset, monkeypatch):
+    def broken(self, rows, **kw):
+        raise RuntimeError(f"{trained_home}/secret/place exploded")
+
+    monkeypatch.setattr(ModelService, "predict", broken)
+    with make_client(trained_home) as c:
+        res = c.post("/predict", json={"rows": rows_of(dataset, 1)})
+    assert res.status_code == 500
+    assert "secret" not in res.text and str(trained_home) not in res.text and "Traceback" not in res.text
+
+
+# ---------------------------------------------------------------- the seed's protocol
+def label_encoded(df: pd.DataFrame) -> pd.DataFrame:
+    """The seed's encoding, independently: scikit-learn's LabelEncoder per column over mushrooms.csv."""
+    from sklearn.preprocessing import LabelEncoder
+
+    return pd.DataFrame({f: LabelEncoder().fit(df[f]).transform(df[f]) for f in FEATURES})
+
+
+def test_seed_predict_answers_in_the_seeds_shape(client, trained_home, dataset):
+    encoded = label_encoded(dataset)
+    for i in (0, 1, 2, 3):
+        res = client.post("/predict", json={"observation": [int(v) for v in encoded.iloc[i]]})
+        assert res.status_code == 200
+        body = res.json()
+        ours = ModelService(trained_home).predict(dataset[FEATURES].iloc[i].to_dict()).iloc[0]
+        assert body["prediction"] == ours["prediction"].capitalize()
+        assert body["p_poisonous"] == pytest.approx(ours["p_poisonous"]) and body["model_version"] == "v0001"
+
+
+def test_seed_integer_out_of_range_names_column_and_range(client, dataset):
+    observation = [0] * 22
+    observation[FEATURES.index("odor")] = 9
+    res = client.post("/predict", json={"observation": observation})
+    assert res.status_code == 422
+    detail = res.json()["detail"]
+    assert "'odor'" in detail and "0 to 8" in detail
+
+
+def test_seed_feedback_is_stored_with_true_meaning_poisonous(client, trained_home, dataset):
+    encoded = label_encoded(dataset)
+    i = int(np.flatnonzero(dataset["class"].to_numpy() == "e")[0])
+    body = {"observation": [int(v) for v in encoded.iloc[i]], "prediction": "Edible", "target": "True"}
+    res = client.post("/feedback", json=body)
+    assert res.status_code == 200 and res.json()["rows_written"] == 1
+    stored = pd.read_csv(get_settings(trained_home).prod_path, dtype=str)
+    assert stored["target"].tolist() == ["poisonous"]
+    assert stored[FEATURES].iloc[0].tolist() == dataset[FEATURES].iloc[i].tolist()
+    assert res.json()["contradictions"] == 1  # the dataset says edible
+
+
+# ---------------------------------------------------------------- feedback, size cap
+def test_feedback_receipt_and_retrain_in_the_background(client, trained_home, dataset):
+    rows = rows_of(dataset.iloc[100:], 10, label=True)
+    first = client.post("/feedback", json={"rows": rows[:9]}).json()
+    assert first["rows_written"] == 9 and first["rows_until_retrain"] == 1 and not first["retrain_pending"]
+    csv = pd.DataFrame(rows[9:]).to_csv(index=False)
+    second = client.post("/feedback", content=csv, headers={"Content-Type": "text/csv"}).json()
+    assert second["rows_written"] == 1 and second["retrain_pending"] and not second["retrained"]
+    assert second["model_version"] == "v0001"  # answered before the retrain finished
+
+
+def test_feedback_without_class_is_refused_and_nothing_written(client, trained_home, dataset):
+    res = client.post("/feedback", json={"rows": rows_of(dataset, 2)})
+    assert res.status_code == 422 and "class" in res.json()["detail"]
+    assert not get_settings(trained_home).prod_path.exists()
+
+
+def test_body_over_the_cap_is_refused_before_parsing(trained_home, dataset):
+    body = json.dumps({"rows": rows_of(dataset, 200, label=True)}).encode()
+    with make_client(trained_home, max_body_bytes=10_000) as c:
+        declared = c.post("/feedback", content=body, headers={"Content-Type": "application/json"})
+        chunked = c.post("/feedback", content=iter([body[i:i + 1000] for i in range(0, len(body), 1000)]),
+                         headers={"Content-Type": "application/json"})
+        small = c.post("/predict", json={"rows": rows_of(dataset, 1)})
+    assert declared.status_code == 413 and "size cap" in declared.json()["detail"]
+    assert chunked.status_code == 413
+    assert small.status_code == 200
+    assert not get_settings(trained_home).prod_path.exists()
+
+
+# ---------------------------------------------------------------- keys
+def test_writes_need_the_key_reads_stay_open(trained_home, dataset):
+    with make_client(trained_home, api_key=KEY) as c:
+        rows = {"rows": rows_of(dataset, 1, label=True)}
+        assert c.post("/feedback", json=rows).status_code == 401
+        assert c.post("/feedback", json=rows, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/models/rollback").status_code == 401
+        assert c.post("/models/v0001/promote").status_code == 401
+        assert c.post("/feedback", json=rows, headers={"X-API-Key": KEY}).status_code == 200
+        assert c.post("/predict", json={"rows": rows_of(dataset, 1)}).status_code == 200
+        assert c.get("/status").status_code == 200
+
+
+def test_key_for_reads_closes_reads_but_not_probes(trained_home, dataset):
+    with make_client(trained_home, api_key=KEY, key_for_reads=True) as c:
+        assert c.post("/predict", json={"rows": rows_of(dataset, 1)}).status_code == 401
+        assert c.get("/status").status_code == 401 and c.get("/models").status_code == 401
+        ok = c.post("/predict", json={"rows": rows_of(dataset, 1)}, headers={"X-API-Key": KEY})
+        assert ok.status_code == 200
+        assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
+
+
+def test_non_loopback_without_a_key_refuses_to_start(trained_home, monkeypatch, capsys):
+    monkeypatch.delenv("MUSHROOM_API_KEY", raising=False)
+    assert cli.main(["--home", str(trained_home), "api", "--host", "0.0.0.0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "MUSHROOM_API_KEY" in err and "0.0.0.0" in err
+
+
+# ---------------------------------------------------------------- models, status
+def test_promote_rollback_and_unknown_version(client, trained_home):
+    from mushroom_lib.training import train
+
+    second = train(get_settings(trained_home), trigger="manual", promote=False).version
+    listed = client.get("/models").json()
+    assert listed["champion"] == "v0001" and [v["version"] for v in listed["versions"]] == ["v0001", second]
+    assert client.post("/models/v0042/promote").status_code == 404
+    assert client.post("/models/not-a-version/promote").status_code == 404
+    res = client.post(f"/models/{second}/promote")
+    assert res.json() == {"model_version": second, "previous": "v0001"}
+    assert client.get("/ready").json()["model_version"] == second
+    assert client.post("/models/rollback").json()["model_version"] == "v0001"
+    assert client.get("/ready").json()["model_version"] == "v0001"
+
+
+def test_status_is_mushroom_status_json_without_paths(client, trained_home, capsys):
+    assert cli.main(["--home", str(trained_home), "status", "--json"]) == 0
+    cli_status = json.loads(capsys.readouterr().out)
+    api_status = client.get("/status").json()
+    assert api_status["home"] == "."
+    assert {k: v for k, v in api_status.items() if k != "home"} == {k: v for k, v in cli_status.items() if k != "home"}
+    assert str(trained_home) not in json.dumps(api_status)
+
+
+# ---------------------------------------------------------------- schemathesis over the OpenAPI document
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(trained_home, mode):
+    """Every operation in /openapi.json, generated cases (valid, then invalid) -> no 5xx, answers match the
+    document (status codes, content types, bodies). K is raised so that feedback cases do not retrain."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings as hyp_settings
+    from schemathesis import GenerationMode
+
+    app = create_app(get_settings(trained_home, k=1_000_000), api_key=None)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {f"{op.method.upper()} {op.path}" for op in operations} == {
+        "POST /predict", "POST /feedback", "GET /models", "POST /models/{version}/promote", "POST /models/rollback",
+        "GET /health", "GET /ready", "GET /status"}
+    if mode == "negative":  # the bodies: every other input is a free string or absent
+        operations = [op for op in operations if op.path in ("/predict", "/feedback")]
+    for op in operations:
+        @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
+        @hyp_settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case):
+            case.call_and_validate()
+
+        check()
+
+
+# ---------------------------------------------------------------- a real server with 2 workers
+def test_real_server_two_workers_feedback_retrain_both_serve_new_version(trained_home, dataset, tmp_path):
+    rows = rows_of(dataset.iloc[500:], 10, label=True)
+    one = {"rows": rows_of(dataset, 1)}
+    with ApiProcess(trained_home, workers=2, log_path=tmp_path / "api.log") as api:
+        versions: dict[str, str] = {}
+
+        def poll_predict(until, deadline_s: float = 120.0) -> dict[str, str]:
+            deadline = time.monotonic() + deadline_s
+            while time.monotonic() < deadline:
+                with httpx.Client(base_url=api.url, timeout=10) as fresh:  # a new connection: any worker
+                    res = fresh.post("/predict", json=one)
+                assert res.status_code == 200
+                versions[res.headers["X-Mushroom-Worker"]] = res.json()["model_version"]
+                if until(versions):
+                    return versions
+            raise AssertionError(f"not reached before the deadline: {versions}; log: {api.log_tail()}")
+
+        poll_predict(lambda v: len(v) >= 2)  # both workers answer
+        assert set(versions.values()) == {"v0001"}
+        with httpx.Client(base_url=api.url, timeout=30) as c:
+            receipt = c.post("/feedback", json={"rows": rows}).json()
+        assert receipt["rows_written"] == 10 and receipt["retrain_pending"]
+        versions.clear()
+        final = poll_predict(lambda v: len(v) >= 2 and all(x != "v0001" for x in v.values()))
+        assert set(final.values()) == {"v0002"}
+        assert api.get_json("/models")["champion"] == "v0002"
