@@ -51,8 +51,7 @@ MIN_QUALITY_ROWS = 10   #: fewer labelled rows than this: the report holds the d
 _NAMESPACE = uuid.UUID("6f1c3a52-6d1e-4f55-9a0e-2b7f6c1d9e01")  # stable dashboard panel ids
 
 
-class MonitoringError(RuntimeError):
-    """The report cannot be made at all (no model, no reference rows)."""
+from .errors import MonitoringError  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 @contextlib.contextmanager
