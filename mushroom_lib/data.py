@@ -118,8 +118,8 @@ def _unzip(data: bytes, source: str, max_rows: int | None) -> bytes:
     except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
         if isinstance(exc, DataError):
             raise
-        raise DataError(f"{source}: the zip archive is damaged, truncated, encrypted or uses an unsupported "
-                        "compression") from None
+        raise DataError(f"{source}: the zip archive is damaged or truncated (or encrypted, or in an unsupported "
+                        "compression)") from None
 
 
 def _gunzip(data: bytes, source: str, max_rows: int | None) -> bytes:
@@ -173,7 +173,7 @@ def check_shape(df: pd.DataFrame, source: str) -> None:
     shares = df[TARGET].value_counts(normalize=True)
     for code, word in CODE_TO_WORD.items():
         share = float(shares.get(code, 0.0))
-        if not MIN_CLASS_SHARE <= share <= 1 - MIN_CLASS_SHARE:
+        if share < MIN_CLASS_SHARE:  # (then the other class is over 1 - MIN_CLASS_SHARE)
             raise DataError(f"{source} is {share:.1%} {word}; each class must make up {MIN_CLASS_SHARE:.0%} to "
                             f"{1 - MIN_CLASS_SHARE:.0%} of a dataset, {_FORCE_HINT}")
 

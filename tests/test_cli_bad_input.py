@@ -7,16 +7,10 @@ layouts, any column order, extra columns, a class column) are scored like the pl
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
 import os
 import shutil
-import subprocess
-import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,71 +20,15 @@ import pytest
 from mushroom_lib.data import synthetic_frame
 from mushroom_lib.schema import CODES, FEATURES, SchemaError
 
+from helpers import Run, assert_clean_failure, run, run_main, snapshot
+
 OUT_COLUMNS = ["prediction", "p_poisonous", "uncertain", "unseen_codes", "model_version"]
-
-
-def mushroom_cmd() -> list[str]:
-    """The installed console script (next to this interpreter), else the module."""
-    script = Path(sys.executable).with_name("mushroom")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mushroom_lib.cli"]
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MUSHROOM_DATA", "MUSHROOM_HOME")}
-    env.update(DO_NOT_TRACK="1", MUSHROOM_REPORT_ON_PROMOTE="0")
-    return env
-
-
-def run(*args: str, cwd: Path | None = None) -> Run:
-    res = subprocess.run([*mushroom_cmd(), *args], capture_output=True, text=True, env=_env(), cwd=cwd,
-                         timeout=300)
-    return Run(res.returncode, res.stdout, res.stderr)
 
 
 def run_many(argvs: list[list[str]]) -> list[Run]:
     """Several independent commands at once (each its own process)."""
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return list(pool.map(lambda a: run(*a), argvs))
-
-
-def run_main(*args: str) -> Run:
-    """``mushroom_lib.cli.main`` (what the console script calls) in this process: same code, no startup cost.
-
-    An exception that escapes main() fails the test outright, as a traceback would.
-    """
-    from mushroom_lib import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Run(code, out.getvalue(), err.getvalue())
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under folder with a hash of its content."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def assert_clean_failure(r: Run, *patterns: str) -> str:
-    assert r.returncode != 0, f"exit 0 on bad input; stderr: {r.stderr}"
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got: {r.stderr!r}"
-    assert lines[0].startswith("mushroom: error: "), lines[0]
-    for pat in patterns:
-        assert pat in lines[0], f"{pat!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 # ---------------------------------------------------------------- the bad inputs
@@ -346,7 +284,7 @@ def test_unseen_but_valid_code_is_flagged(tmp_path):
     home = tmp_path / "synthetic-home"
     settings = get_settings(home, report_on_promote=False)
     with pytest.warns(UserWarning, match="subset"):
-        acquire(settings, str(src), progress=False)
+        acquire(settings, str(src), progress=False, force=True)
     train(settings)
     query = train_rows.drop(columns="class").iloc[:3].copy()
     query.loc[0, "odor"] = "m"
