@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MUSHROOM_REPORT_ON_PROMOTE", "0")
 
-MODULES = ["bench_speed", "bench_report", "bench_dashboard"]
+MODULES = ["bench_speed", "bench_report", "bench_dashboard", "bench_inputs"]
 
 
 def run_module(name: str, speed_args: dict) -> tuple[list[dict], str | None]:

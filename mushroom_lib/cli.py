@@ -8,7 +8,9 @@ import os
 import sys
 import warnings
 
+from .errors import USER_ERRORS, one_line
 from .settings import get_settings
+from .vocab import CODE_TO_WORD
 
 
 def _fmt_metrics(m: dict) -> str:
@@ -24,9 +26,9 @@ def _say(text: str = "") -> None:
 def cmd_data(settings, args) -> int:
     from .data import acquire
 
-    res = acquire(settings, args.source, timeout=args.timeout, progress=sys.stderr.isatty())
+    res = acquire(settings, args.source, timeout=args.timeout, progress=sys.stderr.isatty(), force=args.force)
     total = max(res.rows, 1)
-    bal = ", ".join(f"{'edible' if k == 'e' else 'poisonous'} {v} ({v / total:.1%})" for k, v in res.balance.items())
+    bal = ", ".join(f"{CODE_TO_WORD.get(k, k)} {v} ({v / total:.1%})" for k, v in res.balance.items())
     print(f"wrote {res.path} from {res.source}: {res.rows} rows; {bal}")
     return 0
 
@@ -74,12 +76,17 @@ def cmd_train(settings, args) -> int:
     return 0 if res.promoted or args.no_promote else 1
 
 
-def cmd_predict(settings, args) -> int:
-    if args.max_mb <= 0:
+def _size_cap(args) -> int:
+    """--max-mb in bytes (predict and feedback share it)."""
+    if not args.max_mb > 0:
         raise ValueError(f"--max-mb must be above 0, not {args.max_mb}")
+    return int(min(args.max_mb, 1 << 30) * 1024 * 1024)
+
+
+def cmd_predict(settings, args) -> int:
     from .predict_file import predict_file
 
-    predict_file(settings, args.input, args.output, size_cap=int(args.max_mb * 1024 * 1024),
+    predict_file(settings, args.input, args.output, size_cap=_size_cap(args),
                  engine=args.engine, progress=sys.stderr.isatty())
     return 0
 
@@ -88,7 +95,7 @@ def cmd_feedback(settings, args) -> int:
     from .schema import read_csv_file
     from .service import ModelService
 
-    frame = read_csv_file(args.input, size_cap=int(args.max_mb * 1024 * 1024))
+    frame = read_csv_file(args.input, size_cap=_size_cap(args))
     svc = ModelService(settings=settings)
     receipt = svc.submit_feedback(frame, source=args.source)
     print(json.dumps(receipt.to_dict(), indent=2, default=str))
@@ -214,8 +221,16 @@ def cmd_api(settings, args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line, like every other error."""
+
+    def error(self, message: str):
+        print(f"mushroom: error: {one_line(message)} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mushroom", description="Mushroom workbench: data, training, "
+    p = _Parser(prog="mushroom", description="Mushroom workbench: data, training, "
                                 "prediction, feedback and monitoring for the UCI mushroom classifier.")
     p.add_argument("--home", help="project folder (default: $MUSHROOM_HOME or the current folder)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -224,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--source", help="a CSV/zip path or an http(s) URL (default: $MUSHROOM_DATA, an existing "
                    "copy, then the UCI archive)")
     d.add_argument("--timeout", type=float, default=30.0, help="download timeout in seconds")
+    d.add_argument("--force", action="store_true", help="accept a dataset outside 1,000-1,000,000 rows or "
+                   "with a class under 10%% (the 64 MiB size cap stays)")
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train, evaluate on the holdout, register and promote a model")
@@ -291,15 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _user_errors() -> tuple:
-    """Errors shown in one line with exit 2, imported only when one occurs: service.py pulls in
-    scikit-learn (about 1 s) that `mushroom report` and `mushroom ui` would pay before they start."""
-    from .data import DataError
-    from .registry import RegistryError
-    from .schema import SchemaError
-    from .service import NoChampionError
-
-    return (SchemaError, DataError, RegistryError, NoChampionError, ValueError, OSError)
+def _show_warning(message, *args, **kwargs) -> None:
+    """Every warning as one line of at most 300 characters (errors.one_line)."""
+    print(f"mushroom: warning: {one_line(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,21 +318,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.simplefilter("ignore", DeprecationWarning)
     warnings.simplefilter("ignore", FutureWarning)
-    warnings.showwarning = lambda msg, *a, **k: print(f"mushroom: warning: {msg}", file=sys.stderr)
+    warnings.showwarning = _show_warning
     try:
         settings = get_settings(args.home)
         return args.func(settings, args)
+    except USER_ERRORS as exc:  # input or state the user can fix: one sentence, exit 2
+        print(f"mushroom: error: {one_line(str(exc) or exc.__class__.__name__)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("mushroom: error: out of memory; the input is too large for this machine", file=sys.stderr)
+        return 2
     except Exception as exc:
-        if isinstance(exc, _user_errors()):
-            text = " ".join(str(exc).split()) or exc.__class__.__name__
-            print(f"mushroom: error: {text}", file=sys.stderr)
-            return 2
         # a bug: still one line, the traceback only on request
         if os.environ.get("MUSHROOM_DEBUG"):
             raise
-        text = " ".join(str(exc).split())
-        print(f"mushroom: error: unexpected {exc.__class__.__name__}: {text} "
-              "(set MUSHROOM_DEBUG=1 to see the traceback)", file=sys.stderr)
+        text = one_line(f"unexpected {exc.__class__.__name__}: {exc}", 240)
+        print(f"mushroom: error: {text} (set MUSHROOM_DEBUG=1 to see the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mushroom: interrupted; nothing half-written was kept", file=sys.stderr)

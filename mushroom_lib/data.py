@@ -1,7 +1,12 @@
-"""Data acquisition, loading, and the persisted stratified train/holdout split."""
+"""Data acquisition, loading, and the persisted stratified train/holdout split.
+
+Acquisition reads with caps: at most ``MAX_DATASET_BYTES`` decompressed (zip and gzip are inflated in a stream
+and cut off at the cap) and, unless forced, 1,000 to 1,000,000 rows with each class between 10% and 90%.
+"""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import io
@@ -10,21 +15,26 @@ import urllib.error
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from .fileio import atomic_write_bytes, atomic_write_json, read_json
+from .errors import DataError
 from .schema import COLUMNS, FEATURES, FULL_ROWS, TARGET, SchemaError, read_csv_bytes, validate_frame
 from .settings import Settings
+from .vocab import CODE_TO_WORD
 
 UCI_URL = "https://archive.ics.uci.edu/static/public/73/mushroom.zip"
 UCI_MEMBER = "agaricus-lepiota.data"
 
-
-class DataError(RuntimeError):
-    """The data could not be acquired or does not match what the project needs."""
+MAX_DATASET_BYTES = 64 << 20          #: 64 MiB of CSV text, decompressed (a million rows take ~46 MB)
+MIN_ROWS, MAX_ROWS = 1_000, 1_000_000  #: a dataset outside these is refused unless forced
+MIN_CLASS_SHARE = 0.10                 #: each class's share must lie in [10%, 90%] unless forced
+_CHUNK = 1 << 20
+_FORCE_HINT = "use `mushroom data --force` (force=True) to accept it anyway"
 
 
 @dataclass
@@ -44,13 +54,18 @@ def _download(url: str, *, timeout: float, progress: bool) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http/https only, checked)
             total = int(resp.headers.get("Content-Length") or 0) or None
-            chunks = []
+            if total and total > MAX_DATASET_BYTES:
+                raise _too_big(url)
+            chunks, size = [], 0
             with tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=not progress,
                       file=sys.stderr) as bar:
                 while True:
                     chunk = resp.read(1 << 16)
                     if not chunk:
                         break
+                    size += len(chunk)
+                    if size > MAX_DATASET_BYTES:
+                        raise _too_big(url)
                     chunks.append(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
@@ -63,7 +78,32 @@ def _download(url: str, *, timeout: float, progress: bool) -> bytes:
     return data
 
 
-def _unzip(data: bytes, source: str) -> bytes:
+def _too_big(source: str) -> DataError:
+    return DataError(f"{source} holds more than {MAX_DATASET_BYTES >> 20} MiB of CSV text, the cap for a "
+                     f"dataset ({MAX_ROWS:,} rows take about 46 MB); refused")
+
+
+def _too_many_rows(source: str) -> DataError:
+    return DataError(f"{source} holds more than {MAX_ROWS:,} rows, the cap for a dataset; {_FORCE_HINT}")
+
+
+def read_capped(stream, source: str, *, max_rows: int | None = MAX_ROWS) -> bytes:
+    """Read a (decompressing) stream in 1 MiB pieces; stop with DataError past ``MAX_DATASET_BYTES`` or,
+    when ``max_rows`` is given, once it holds more lines than ``max_rows`` rows and a header could."""
+    buf, lines = bytearray(), 0
+    while True:
+        chunk = stream.read(_CHUNK)
+        if not chunk:
+            return bytes(buf)
+        if len(buf) + len(chunk) > MAX_DATASET_BYTES:
+            raise _too_big(source)
+        buf += chunk
+        lines += chunk.count(b"\n")
+        if max_rows is not None and lines > max_rows + 1:
+            raise _too_many_rows(source)
+
+
+def _unzip(data: bytes, source: str, max_rows: int | None) -> bytes:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             names = zf.namelist()
@@ -71,18 +111,26 @@ def _unzip(data: bytes, source: str) -> bytes:
             if member is None:
                 member = next((n for n in names if n.endswith((".csv", ".data"))), None)
             if member is None:
-                raise DataError(f"{source}: the zip holds no {UCI_MEMBER} (members: {', '.join(names)})")
-            return zf.read(member)
-    except (zipfile.BadZipFile, EOFError, zlib_error()) as exc:
-        raise DataError(f"{source}: the zip archive is damaged or truncated ({exc})") from None
+                raise DataError(f"{source}: the zip holds no {UCI_MEMBER} or .csv file (members: "
+                                f"{', '.join(names[:5])}{' …' if len(names) > 5 else ''})")
+            with zf.open(member) as fh:
+                return read_capped(fh, source, max_rows=max_rows)
+    except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{source}: the zip archive is damaged or truncated (or encrypted, or in an unsupported "
+                        "compression)") from None
 
 
-def zlib_error():
-    import zlib
-    return zlib.error
+def _gunzip(data: bytes, source: str, max_rows: int | None) -> bytes:
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
+            return read_capped(fh, source, max_rows=max_rows)
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        raise DataError(f"{source}: the gzip file is damaged or truncated") from None
 
 
-def _read_source(source: str, *, timeout: float, progress: bool) -> bytes:
+def _read_source(source: str, *, timeout: float, progress: bool, max_rows: int | None = MAX_ROWS) -> bytes:
     if source.startswith(("http://", "https://")):
         raw = _download(source, timeout=timeout, progress=progress)
     elif "://" in source:
@@ -91,9 +139,15 @@ def _read_source(source: str, *, timeout: float, progress: bool) -> bytes:
         path = Path(source).expanduser()
         if not path.is_file():
             raise DataError(f"data source {path} does not exist")
+        if path.stat().st_size > MAX_DATASET_BYTES:
+            raise _too_big(source)
         raw = path.read_bytes()
     if raw[:4] == b"PK\x03\x04" or source.endswith(".zip"):
-        raw = _unzip(raw, source)
+        return _unzip(raw, source, max_rows)
+    if raw[:2] == b"\x1f\x8b":
+        return _gunzip(raw, source, max_rows)
+    if max_rows is not None and raw.count(b"\n") > max_rows + 1:
+        raise _too_many_rows(source)
     return raw
 
 
@@ -109,23 +163,42 @@ def parse_dataset(raw: bytes, source: str) -> tuple[pd.DataFrame, list[str]]:
     return df[COLUMNS], notes
 
 
+def check_shape(df: pd.DataFrame, source: str) -> None:
+    """Refuse a dataset with fewer than ``MIN_ROWS`` or more than ``MAX_ROWS`` rows, or a class whose share
+    lies outside [MIN_CLASS_SHARE, 1 - MIN_CLASS_SHARE] (``acquire(force=True)`` skips this check)."""
+    n = len(df)
+    if not MIN_ROWS <= n <= MAX_ROWS:
+        raise DataError(f"{source} has {n:,} rows; a dataset needs {MIN_ROWS:,} to {MAX_ROWS:,} rows, "
+                        f"{_FORCE_HINT}")
+    shares = df[TARGET].value_counts(normalize=True)
+    for code, word in CODE_TO_WORD.items():
+        share = float(shares.get(code, 0.0))
+        if share < MIN_CLASS_SHARE:  # (then the other class is over 1 - MIN_CLASS_SHARE)
+            raise DataError(f"{source} is {share:.1%} {word}; each class must make up {MIN_CLASS_SHARE:.0%} to "
+                            f"{1 - MIN_CLASS_SHARE:.0%} of a dataset, {_FORCE_HINT}")
+
+
 def acquire(settings: Settings, source: str | None = None, *, timeout: float = 30.0,
-            progress: bool = True) -> AcquireResult:
+            progress: bool = True, force: bool = False) -> AcquireResult:
     """Put the validated dataset at ``data/mushrooms.csv``.
 
     Source order: ``source``, then MUSHROOM_DATA, then an existing data/mushrooms.csv, then the UCI zip.
-    Nothing is written unless the whole file validates.
+    Nothing is written unless the whole file validates. The decompressed size is capped
+    (``MAX_DATASET_BYTES``) always; the row count and class shares (``check_shape``) unless ``force``.
     """
     target = settings.dataset_path
     chosen = source or settings.data_source
     if not chosen and target.exists():
         chosen = str(target)
     chosen = chosen or UCI_URL
-    raw = _read_source(chosen, timeout=timeout, progress=progress)
+    raw = _read_source(chosen, timeout=timeout, progress=progress, max_rows=None if force else MAX_ROWS)
     try:
         df, notes = parse_dataset(raw, chosen)
     except SchemaError as exc:
         raise DataError(f"{chosen}: {exc}") from None
+    del raw
+    if not force:
+        check_shape(df, chosen)
     for note in notes:
         warnings.warn(note, stacklevel=2)
     body = df.to_csv(index=False, lineterminator="\n").encode()

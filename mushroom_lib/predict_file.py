@@ -57,7 +57,8 @@ import pandas as pd
 from .fileio import atomic_writer
 from .registry import Registry, RegistryError, check_record, sha256_file
 from .registry import plan_path as _plan_path
-from .schema import CODES, FEATURES, SchemaError, read_csv_bytes, read_csv_file, validate_frame
+from .schema import (CODES, FEATURES, SchemaError, check_value_sizes, explain_file, read_csv_bytes, read_csv_file,
+                     validate_frame)
 from .scoring import SCORED_COLUMNS, Scorer, ScoringPlan
 from .service import ModelService
 from .settings import Settings
@@ -257,6 +258,7 @@ def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, chunk_rows: in
                         progress.update(pos - seen)
                         seen = pos
                     pairs = [_arrow_column(table.column(j).chunk(0)) for j in range(table.num_columns)]
+                    check_value_sizes([v for v, _ in pairs], layout.path, layout.source)  # schema's cap
                     yield Block([v for v, _ in pairs], [i for _, i in pairs], table.num_rows)
         except pa.ArrowInvalid as exc:
             text = str(exc)
@@ -264,7 +266,8 @@ def iter_blocks(layout: Layout, *, block_size: int = BLOCK_BYTES, chunk_rows: in
                 raise _explain_utf8(layout) from None
             if ragged.is_set() or "columns" in text:
                 raise _explain_ragged(layout) from None
-            raise SchemaError(f"{layout.source}: could not be read as CSV ({text.splitlines()[0]})") from None
+            explain_file(layout.path, layout.source)  # the schema's sentence for an over-long value
+            raise SchemaError(f"{layout.source} could not be read as CSV (a row longer than 1 MiB?)") from None
         if ragged.is_set():
             raise _explain_ragged(layout)
 
@@ -556,8 +559,7 @@ def predict_file(settings: Settings, input_path: str | Path, output: str | Path 
 
 
 # ---------------------------------------------------------------- dask
-class MissingExtra(ImportError, ValueError):
-    """An optional dependency is not installed (a ValueError too, so the CLI shows it as one plain line)."""
+from .errors import MissingExtra  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 def _import_dask():

@@ -40,8 +40,7 @@ KNOWN = "known.npz"
 MUTABLE = ("status", "reason", "record_sha256", "upgraded_utc")
 
 
-class RegistryError(RuntimeError):
-    """A version is missing, damaged, tampered with or unsafe to load."""
+from .errors import RegistryError, shorten  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 def _read_json(path: Path):
@@ -73,8 +72,8 @@ def parse_version(name: str) -> int:
     text = str(name).strip().lower()
     if text.startswith("v"):
         text = text[1:]
-    if not text.isdigit():
-        raise RegistryError(f"{name!r} is not a version name like v0003")
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:  # no int() of a 5,000-digit name
+        raise RegistryError(f"{shorten(name)} is not a version name like v0003")
     return int(text)
 
 

@@ -28,8 +28,7 @@ TRAIN, REPORT, EXPLORATION = "train", "report", "exploration"
 SHARE_DIR = Path("share") / "mushroom-workbench" / "notebooks"
 
 
-class NotebookError(ValueError):
-    """A notebook could not be found, was given a parameter it lacks, or failed (one-line message)."""
+from .errors import NotebookError  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 # ------------------------------------------------------------------------------------------ locating

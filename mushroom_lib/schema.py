@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from .errors import SchemaError, shorten
+from .vocab import CODE_TO_WORD, WORD_TO_CODE, label_code, norm_column
 
 TARGET = "class"
 
@@ -57,22 +59,14 @@ CODES: dict[str, dict[str, str]] = {
 
 FEATURES: list[str] = list(CODES)
 COLUMNS: list[str] = [TARGET, *FEATURES]
-LABELS: dict[str, str] = {"e": "edible", "p": "poisonous"}
-LABEL_CODES: dict[str, str] = {v: k for k, v in LABELS.items()}
+LABELS: dict[str, str] = CODE_TO_WORD
+LABEL_CODES: dict[str, str] = WORD_TO_CODE
 FULL_ROWS = 8124
 
-#: Column aliases people type: the .names file says ``bruises?``; some copies use underscores.
-_ALIASES = {"bruises?": "bruises"}
-
-
-class SchemaError(ValueError):
-    """Input that does not fit the schema; the message names the row, column and value."""
-
-    def __init__(self, message: str, *, row: int | None = None, column: str | None = None,
-                 value: object = None, problems: list[str] | None = None):
-        super().__init__(message)
-        self.row, self.column, self.value = row, column, value
-        self.problems = problems or [message]
+#: Caps on every table a user sends (CSV file, upload, DataFrame): ``predict`` and ``feedback`` share them.
+MAX_COLUMNS = 1_000        #: columns in a header (22 features, class and up to 977 extra columns)
+MAX_FIELD_CHARS = 1_000    #: characters in one value (a code is one character; extra columns hold notes)
+MAX_LISTED = 5             #: names listed in a message before "and N more"
 
 
 @dataclass
@@ -85,9 +79,68 @@ class Validated:
     warnings: list[str] = field(default_factory=list)
 
 
-def _norm_name(name: object) -> str:
-    text = str(name).strip().lstrip("\ufeff").strip().lower().replace("_", "-")
-    return _ALIASES.get(text, text)
+_norm_name = norm_column  # the one column-name normalisation (vocab.py); kept for existing callers
+
+
+def listed(names: list[object]) -> str:
+    """Names for a message: the first ``MAX_LISTED`` (each cut), then "and N more"."""
+    shown = ", ".join(shorten(str(n)).strip("'\"") for n in names[:MAX_LISTED])
+    return shown + (f" and {len(names) - MAX_LISTED:,} more" if len(names) > MAX_LISTED else "")
+
+
+def check_width(n_columns: int, source: str = "input") -> None:
+    """Refuse a table wider than ``MAX_COLUMNS`` (the one column-count rule of every reader)."""
+    if n_columns > MAX_COLUMNS:
+        raise SchemaError(f"{source} has {n_columns:,} columns, over the cap of {MAX_COLUMNS:,}; keep the 22 "
+                          "features, class and a few extra columns")
+
+
+def field_too_long(source: str, line: int) -> SchemaError:
+    """The one sentence for a value longer than ``MAX_FIELD_CHARS`` (raised by every reader)."""
+    return SchemaError(f"{source}: line {line:,} holds a value longer than {MAX_FIELD_CHARS:,} characters, "
+                       "the cap; mushroom files hold one-letter codes", row=line)
+
+
+def csv_rows(lines: Iterable[str], source: str = "input") -> Iterable[tuple[int, list[str]]]:
+    """(line number, fields) of each CSV record, with the width and value-size caps applied.
+
+    The one CSV record reader of the schema: the in-memory reader and ``explain_file`` (the streamed
+    ``predict`` path's explanation of a refused file) both go through it, so both word a problem alike.
+    """
+    reader = csv.reader(lines)
+    first = True
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            if "field limit" in str(exc):
+                raise field_too_long(source, reader.line_num) from None
+            raise SchemaError(f"{source}: line {reader.line_num:,} is not valid CSV "
+                              "(an unclosed quote or a stray character)", row=reader.line_num) from None
+        if first and row and any(cell.strip() for cell in row):
+            check_width(len(row), source)
+            first = False
+        if row and max(map(len, row)) > MAX_FIELD_CHARS:
+            raise field_too_long(source, reader.line_num)
+        yield reader.line_num, row
+
+
+def check_value_sizes(columns: Iterable[np.ndarray], path: str | Path, source: str) -> None:
+    """Refuse a block of parsed values (one array of strings per column) holding a value longer than
+    ``MAX_FIELD_CHARS``, with the sentence ``csv_rows`` gives for the same file (found by ``explain_file``)."""
+    if any(len(col) and max(map(len, col)) > MAX_FIELD_CHARS for col in columns):
+        explain_file(path, source)
+        raise field_too_long(source, 0)  # not reached: explain_file names the line
+
+
+def explain_file(path: str | Path, source: str | None = None) -> None:
+    """Stream a CSV file through ``csv_rows`` and raise the schema's sentence for its first width or
+    value-size problem (for readers that found one in their own way); return if there is none."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        for _ in csv_rows(fh, source or str(path)):
+            pass
 
 
 def valid_codes(column: str) -> str:
@@ -97,14 +150,14 @@ def valid_codes(column: str) -> str:
 
 def normalize_labels(values: pd.Series, *, column: str = TARGET, first_row: int = 1) -> pd.Series:
     """Map e/p/edible/poisonous (any case) to e/p; raise SchemaError naming the first bad row."""
-    text = values.astype("string").str.strip().str.lower()
-    mapped = text.map(lambda v: v if v in LABELS else LABEL_CODES.get(v) if isinstance(v, str) else None)
+    text = values.astype("string")
+    mapped = text.map(lambda v: label_code(v) if isinstance(v, str) else None)
     bad = mapped.isna().to_numpy()
     if bad.any():
         pos = int(np.flatnonzero(bad)[0])
         value = values.iloc[pos]
         raise SchemaError(
-            f"row {first_row + pos}, column '{column}': label {value!r} is not valid; "
+            f"row {first_row + pos}, column '{column}': label {shorten(value)} is not valid; "
             f"use e/edible or p/poisonous ({int(bad.sum())} bad label(s) in all)",
             row=first_row + pos, column=column, value=value)
     return mapped.astype(object)
@@ -131,7 +184,7 @@ def _check_codes(df: pd.DataFrame, first_row: int) -> None:
             if value is None or (isinstance(value, float) and np.isnan(value)) or value == "":
                 what = "is empty"
             else:
-                what = f"has {value!r}, which is not a valid code"
+                what = f"has {shorten(value)}, which is not a valid code"
             problems.append(f"row {row}, column '{col}' {what}; valid codes: {valid_codes(col)}")
             if first is None or row < first[0]:
                 first = (row, col, value)
@@ -153,13 +206,14 @@ def validate_frame(df: pd.DataFrame, *, require_label: bool = False, first_row: 
     """
     if df is None or len(df.columns) == 0:
         raise SchemaError("the input has no columns; expected a header with the 22 mushroom features")
+    check_width(len(df.columns), "the input")
     names = [_norm_name(c) for c in df.columns]
     seen: dict[str, int] = {}
     for name in names:
         seen[name] = seen.get(name, 0) + 1
     dups = sorted(n for n, c in seen.items() if c > 1)
     if dups:
-        raise SchemaError(f"column {dups[0]!r} appears {seen[dups[0]]} times; each column may appear once",
+        raise SchemaError(f"column {shorten(dups[0])} appears {seen[dups[0]]} times; each column may appear once",
                           column=dups[0])
     renamed = df.set_axis(names, axis=1)
     missing = [f for f in FEATURES if f not in seen]
@@ -170,11 +224,11 @@ def validate_frame(df: pd.DataFrame, *, require_label: bool = False, first_row: 
         for m in missing:
             close = difflib.get_close_matches(m, extra, n=1, cutoff=0.6)
             if close:
-                hint = f" (is {close[0]!r} a misspelling of {m!r}?)"
+                hint = f" (is {shorten(close[0])} a misspelling of {m!r}?)"
                 break
         if all(str(c).strip().isdigit() for c in df.columns):
             hint = " (the file seems to have no header; use the dataset's header or the UCI layout)"
-        raise SchemaError(f"missing column(s): {', '.join(missing)}{hint}", column=missing[0])
+        raise SchemaError(f"missing column(s): {listed(missing)}{hint}", column=missing[0])
     if len(renamed) == 0:
         raise SchemaError("the input has a header but no rows")
     feats = renamed[FEATURES]
@@ -192,7 +246,7 @@ def validate_frame(df: pd.DataFrame, *, require_label: bool = False, first_row: 
         labels = normalize_labels(renamed[lab_col], column=lab_col, first_row=first_row)
     warnings = []
     if extra:
-        warnings.append(f"extra column(s) kept but not used: {', '.join(map(str, extra))}")
+        warnings.append(f"extra column(s) kept but not used: {listed(extra)}")
     out = feats.reset_index(drop=True).astype(object)
     if labels is not None:
         labels = labels.reset_index(drop=True)
@@ -206,10 +260,6 @@ def _sniff_problem(head: bytes) -> str | None:
     if b"\x00" in head:
         return "the file is binary, not a CSV text file"
     if stripped[:1] in (b"{", b"["):
-        try:
-            json.loads(head.decode("utf-8", "replace")) if len(head) < 65536 else None
-        except ValueError:
-            pass
         return "the file looks like JSON, not CSV; expected comma-separated values with a header"
     return None
 
@@ -242,9 +292,8 @@ def parse_csv_text(text: str, *, source: str = "input") -> pd.DataFrame:
     for delim in (";", "\t", "|"):
         if delim in first_line and "," not in first_line:
             raise SchemaError(f"{source}: the delimiter looks like {delim!r}; mushroom files are comma-separated")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    numbered = [(reader.line_num, r) for r in reader]
-    numbered = [(n, r) for n, r in numbered if r and any(cell.strip() for cell in r)]
+    numbered = [(n, r) for n, r in csv_rows(io.StringIO(text, newline=""), source)
+                if r and any(cell.strip() for cell in r)]
     rows = [r for _, r in numbered]
     if not rows:
         raise SchemaError(f"{source} is empty")

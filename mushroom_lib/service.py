@@ -43,8 +43,7 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-class NoChampionError(RuntimeError):
-    """No model has been trained yet."""
+from .errors import NoChampionError  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 @dataclass

@@ -7,16 +7,10 @@ layouts, any column order, extra columns, a class column) are scored like the pl
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import io
 import os
 import shutil
-import subprocess
-import sys
-import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,71 +21,15 @@ from mushroom_lib.data import synthetic_frame
 from mushroom_lib.schema import CODES, FEATURES, SchemaError
 from mushroom_lib.scoring import SCORED_COLUMNS
 
+from helpers import Run, assert_clean_failure, run, run_main, snapshot
+
 OUT_COLUMNS = list(SCORED_COLUMNS)  # the scored columns, shared contract #1
-
-
-def mushroom_cmd() -> list[str]:
-    """The installed console script (next to this interpreter), else the module."""
-    script = Path(sys.executable).with_name("mushroom")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mushroom_lib.cli"]
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MUSHROOM_DATA", "MUSHROOM_HOME")}
-    env.update(DO_NOT_TRACK="1", MUSHROOM_REPORT_ON_PROMOTE="0")
-    return env
-
-
-def run(*args: str, cwd: Path | None = None) -> Run:
-    res = subprocess.run([*mushroom_cmd(), *args], capture_output=True, text=True, env=_env(), cwd=cwd,
-                         timeout=300)
-    return Run(res.returncode, res.stdout, res.stderr)
 
 
 def run_many(argvs: list[list[str]]) -> list[Run]:
     """Several independent commands at once (each its own process)."""
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         return list(pool.map(lambda a: run(*a), argvs))
-
-
-def run_main(*args: str) -> Run:
-    """``mushroom_lib.cli.main`` (what the console script calls) in this process: same code, no startup cost.
-
-    An exception that escapes main() fails the test outright, as a traceback would.
-    """
-    from mushroom_lib import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli.main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-    return Run(code, out.getvalue(), err.getvalue())
-
-
-def snapshot(folder: Path) -> dict[str, str]:
-    """Every file under folder with a hash of its content."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def assert_clean_failure(r: Run, *patterns: str) -> str:
-    assert r.returncode != 0, f"exit 0 on bad input; stderr: {r.stderr}"
-    assert "Traceback" not in r.stderr, r.stderr
-    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got: {r.stderr!r}"
-    assert lines[0].startswith("mushroom: error: "), lines[0]
-    for pat in patterns:
-        assert pat in lines[0], f"{pat!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 # ---------------------------------------------------------------- the bad inputs
@@ -123,6 +61,16 @@ def _ints(df):
     return _csv(out)
 
 
+def _wide(df, n_columns=200_000):
+    """The frame plus empty extra columns up to ``n_columns`` in all."""
+    extra = [f"x{i}" for i in range(n_columns - df.shape[1])]
+    lines = [",".join([*df.columns, *extra])] + [",".join([*row, *[""] * len(extra)]) for row in df.to_numpy()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+INTERNALS = ("field limit", "pyarrow", "straddl", "ArrowInvalid", "Error:", "set_int_max_str_digits", "(131072)")
+PREFIX = "mushroom: error: "
+
 BAD_INPUTS = {
     # name: (bytes from the base frame, substrings the one error line must hold)
     "missing_column": (lambda df: _csv(df.drop(columns="habitat")), ["missing column", "habitat"]),
@@ -143,6 +91,9 @@ BAD_INPUTS = {
     "json_named_csv": (lambda df: df.to_json(orient="records").encode(), ["JSON"]),
     "label_encoded_ints": (_ints, ["label-encoded"]),
     "over_size_cap": (lambda df: _csv(pd.concat([df] * 20)), ["size cap"]),
+    "too_many_columns": (_wide, ["200,000 columns", "over the cap of 1,000"]),
+    "five_mb_value": (lambda df: _csv(_set(df, 2, "odor", "z" * 5_000_000)),
+                      ["line 4 holds a value longer than 1,000 characters, the cap"]),
 }
 
 
@@ -195,6 +146,19 @@ def test_bad_input_is_refused_cleanly(bad_runs, name, command):
     assert r.returncode == 2
     assert r.stdout == ""
     assert not (bad_runs["folder"] / f"{command}-{name}.out.csv").exists()  # no partial output
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_predict_and_feedback_refuse_a_file_in_the_same_words(bad_runs, name):
+    """One rule in schema: the same caps and the same sentence whichever command reads the file."""
+    pred, fb = (assert_clean_failure(bad_runs["runs"][(c, name)]) for c in ("predict", "feedback"))
+    strip = lambda line: line.replace("predict-", "").replace("feedback-", "")  # noqa: E731 (file names)
+    if name in ("over_size_cap", "too_many_columns", "five_mb_value", "empty_file", "binary", "utf16",
+                "json_named_csv", "semicolons", "latin1_bytes"):  # the feedback file's class column shifts others
+        assert strip(pred) == strip(fb)
+    for line in (pred, fb):
+        assert len(line) <= len(PREFIX) + 300, len(line)
+        assert not any(word in line for word in INTERNALS), line
 
 
 def test_bad_inputs_change_nothing_in_the_home(bad_runs, served_home):
@@ -347,7 +311,7 @@ def test_unseen_but_valid_code_is_flagged(tmp_path):
     home = tmp_path / "synthetic-home"
     settings = get_settings(home, report_on_promote=False)
     with pytest.warns(UserWarning, match="subset"):
-        acquire(settings, str(src), progress=False)
+        acquire(settings, str(src), progress=False, force=True)
     train(settings)
     query = train_rows.drop(columns="class").iloc[:3].copy()
     query.loc[0, "odor"] = "m"
@@ -410,3 +374,38 @@ def test_model_service_without_champion(home):
 
     with pytest.raises(NoChampionError, match="mushroom train"):
         ModelService(home).predict(_base(False))
+
+
+# ---------------------------------------------------------------- one error style: short, one line, exit 2
+def test_many_extra_columns_give_one_short_warning(served_home, tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_bytes(_wide(_base(False), 900))  # under the column cap: scored, with one warning
+    r = run("--home", str(served_home), "predict", str(path), "-o", str(tmp_path / "out.csv"))
+    assert r.returncode == 0, r.stderr
+    warning = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(warning) == 1 and warning[0].startswith("mushroom: warning: extra column(s)"), r.stderr
+    assert "x0, x1" in warning[0] and "and 873 more" in warning[0] and len(warning[0]) <= 320
+
+
+def test_a_huge_version_name_is_refused_in_one_short_sentence(served_home):
+    r = run_main("--home", str(served_home), "models", "promote", "v" + "1" * 5000)
+    line = assert_clean_failure(r, "is not a version name like v0003", "…")
+    assert r.returncode == 2 and len(line) <= len(PREFIX) + 300
+    assert not any(word in line for word in INTERNALS), line
+
+
+def test_a_usage_error_is_one_line(served_home):
+    r = run_main("--home", str(served_home), "predict")
+    assert r.returncode == 2
+    assert_clean_failure(r, "input", "--help")
+
+
+def test_library_errors_quote_long_values_cut(served_home):
+    from mushroom_lib.service import ModelService
+
+    rows = _set(_base(with_class=False), 1, "odor", "z" * 5_000_000)
+    with pytest.raises(SchemaError) as err:
+        ModelService(served_home).predict(rows)
+    text = str(err.value)
+    assert text.startswith("row 2, column 'odor' has 'zzz") and "…" in text and len(text) <= 300
+    assert all(len(p) <= 300 for p in err.value.problems)

@@ -6,11 +6,12 @@ The download tests serve a zip built at test time from the shared file over http
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import io
 import os
+import resource
 import subprocess
-import sys
 import threading
 import time
 import zipfile
@@ -23,24 +24,7 @@ from mushroom_lib import data as D
 from mushroom_lib.schema import COLUMNS
 from mushroom_lib.settings import get_settings
 
-
-def mushroom_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("mushroom")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mushroom_lib.cli"]
-
-
-def run(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MUSHROOM_DATA", "MUSHROOM_HOME")}
-    env.update(DO_NOT_TRACK="1", **(env_extra or {}))
-    return subprocess.run([*mushroom_cmd(), *args], capture_output=True, text=True, env=env, timeout=300)
-
-
-def one_error_line(res) -> str:
-    assert res.returncode == 2, (res.returncode, res.stderr)
-    assert "Traceback" not in res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mushroom: error: "), res.stderr
-    return lines[0]
+from helpers import cli_env, mushroom_cmd, one_error_line, run
 
 
 def data_folder_files(home: Path) -> list[str]:
@@ -172,7 +156,7 @@ def test_source_order(server, home, real_frame, tmp_path, monkeypatch):
     a = _subset(real_frame, 100, tmp_path / "a.csv")
     b = _subset(real_frame, 200, tmp_path / "b.data", header=False)
     monkeypatch.setattr(D, "UCI_URL", f"{server}/mushroom.zip")  # stands in for the archive
-    quiet = dict(progress=False)
+    quiet = dict(progress=False, force=True)  # 100 and 200 rows: under the 1,000-row floor
     with pytest.warns(UserWarning):
         # 4. nothing else: the archive
         r = D.acquire(get_settings(home), **quiet)
@@ -214,7 +198,7 @@ def test_both_layouts_and_a_local_zip_give_the_same_file(home, tmp_path, real_da
 
 def test_subset_is_accepted_with_a_warning(home, real_frame, tmp_path):
     src = _subset(real_frame, 300, tmp_path / "subset.csv")
-    res = run("--home", str(home), "data", "--source", str(src))
+    res = run("--home", str(home), "data", "--source", str(src), "--force")
     assert res.returncode == 0, res.stderr
     assert "300 rows" in res.stdout
     warning = [ln for ln in res.stderr.splitlines() if ln.startswith("mushroom: warning:")]
@@ -260,7 +244,7 @@ def test_write_is_atomic(home, real_data, real_frame, tmp_path, monkeypatch):
     s = get_settings(home)
     src = _subset(real_frame, 120, tmp_path / "small.csv")
     with pytest.warns(UserWarning):
-        D.acquire(s, str(src), progress=False)
+        D.acquire(s, str(src), progress=False, force=True)
     before = s.dataset_path.read_bytes()
 
     import mushroom_lib.fileio as fileio
@@ -279,3 +263,87 @@ def test_write_is_atomic(home, real_data, real_frame, tmp_path, monkeypatch):
 def test_load_dataset_without_data_says_what_to_run(home):
     with pytest.raises(D.DataError, match="mushroom data"):
         D.load_dataset(get_settings(home))
+
+
+# ---------------------------------------------------------------- caps: size, rows, class shares
+def _zip(path: Path, pieces, repeat: int) -> Path:
+    """A zip whose one member is ``pieces`` written ``repeat`` times (streamed: little memory here)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        with zf.open(D.UCI_MEMBER, "w", force_zip64=True) as fh:
+            for _ in range(repeat):
+                fh.write(pieces)
+    return path
+
+
+def _run_measured(*args: str, address_space_mib: int = 1024) -> tuple[int, str, int]:
+    """The console script in a child bounded by RLIMIT_AS (a regression fails instead of eating the
+    machine); returns (exit status, stderr, the child's own peak resident memory in bytes)."""
+    def bound():
+        resource.setrlimit(resource.RLIMIT_AS, (address_space_mib << 20, address_space_mib << 20))
+
+    with open(os.devnull, "wb") as out, subprocess.Popen(
+            [*mushroom_cmd(), *args], stdout=out, stderr=subprocess.PIPE, env=cli_env(), preexec_fn=bound) as proc:
+        err = proc.stderr.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, err, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+
+
+def test_zip_bomb_is_refused_within_300_mib_naming_the_cap(home, tmp_path):
+    """500 MB of zeros in a ~0.5 MB zip: inflated in a stream and cut off at the 64 MiB cap."""
+    bomb = _zip(tmp_path / "bomb.zip", b"0" * (1 << 20), 500)
+    assert bomb.stat().st_size < 1 << 20
+    code, err, peak = _run_measured("--home", str(home), "data", "--source", str(bomb))
+    line = one_error_line(type("R", (), {"returncode": code, "stdout": "", "stderr": err}))
+    assert "64 MiB" in line and "cap" in line and len(line) <= 300 + len("mushroom: error: ")
+    assert peak < 300 << 20, f"peak resident memory {peak / 2**20:.0f} MiB"
+    assert data_folder_files(home) == []
+
+
+def test_a_zip_of_too_many_valid_rows_is_refused_while_reading(home, tmp_path, real_frame):
+    """About 100 MB of valid rows: over the row cap (stopped early), and over the size cap even with --force."""
+    block = real_frame.head(200).to_csv(index=False, header=False, lineterminator="\n").encode() * 50
+    src = _zip(tmp_path / "rows.zip", block, 2 * 1024 * 1024 * 50 // len(block) + 1)
+    line = one_error_line(run("--home", str(home), "data", "--source", str(src)))
+    assert "more than 1,000,000 rows" in line and "--force" in line
+    line = one_error_line(run("--home", str(home), "data", "--source", str(src), "--force"))
+    assert "64 MiB" in line
+    assert data_folder_files(home) == []
+
+
+def test_gzip_source_is_read_and_a_gzip_bomb_refused(home, tmp_path, real_data, real_frame):
+    good = tmp_path / "mushrooms.csv.gz"
+    good.write_bytes(gzip.compress(real_data.read_bytes()))
+    res = run("--home", str(home), "data", "--source", str(good))
+    assert res.returncode == 0, res.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(home / "data" / "mushrooms.csv", dtype=str,
+                                              keep_default_na=False), real_frame)
+    before = (home / "data" / "mushrooms.csv").read_bytes()
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb") as fh:
+        for _ in range(80):
+            fh.write(b"0" * (1 << 20))
+    assert "64 MiB" in one_error_line(run("--home", str(home), "data", "--source", str(bomb)))
+    assert (home / "data" / "mushrooms.csv").read_bytes() == before  # the refused source changed nothing
+
+
+@pytest.mark.parametrize("case, pattern", [
+    ("too_few_rows", "999 rows; a dataset needs 1,000 to 1,000,000 rows"),
+    ("one_class_rare", "is 5.0% poisonous; each class must make up 10% to 90%"),
+])
+def test_dataset_shape_is_refused_unless_forced(case, pattern, home, real_frame, tmp_path):
+    if case == "too_few_rows":
+        df = real_frame.sample(999, random_state=1)
+    else:
+        edible, poisonous = real_frame[real_frame["class"] == "e"], real_frame[real_frame["class"] == "p"]
+        df = pd.concat([edible.sample(1900, random_state=1), poisonous.sample(100, random_state=1)])
+    src = tmp_path / f"{case}.csv"
+    src.write_bytes(df.to_csv(index=False, lineterminator="\n").encode())
+    line = one_error_line(run("--home", str(home), "data", "--source", str(src)))
+    assert pattern in line and "--force" in line
+    assert data_folder_files(home) == []
+    res = run("--home", str(home), "data", "--source", str(src), "--force")
+    assert res.returncode == 0, res.stderr
+    assert len(pd.read_csv(home / "data" / "mushrooms.csv")) == len(df)
+    with pytest.raises(D.DataError, match="--force"):
+        D.acquire(get_settings(home), str(src), progress=False)

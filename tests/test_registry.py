@@ -19,28 +19,8 @@ from mushroom_lib.schema import FEATURES, TARGET
 from mushroom_lib.service import ModelService
 from mushroom_lib.settings import get_settings
 
-
-def mushroom_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("mushroom")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mushroom_lib.cli"]
-
-
-def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("MUSHROOM_DATA", "MUSHROOM_HOME")}
-    env.update(DO_NOT_TRACK="1", MUSHROOM_REPORT_ON_PROMOTE="0")
-    return env
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*mushroom_cmd(), *args], capture_output=True, text=True, env=_env(), timeout=600)
-
-
-def one_error_line(res) -> str:
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("mushroom: error: "), res.stderr
-    return lines[0]
+from helpers import cli_env as _env
+from helpers import one_error_line, run
 
 
 def query_rows(home: Path, n: int = 5):

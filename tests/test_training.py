@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,16 +18,7 @@ from mushroom_lib.schema import COLUMNS, FEATURES, TARGET
 from mushroom_lib.service import ModelService
 from mushroom_lib.settings import get_settings
 
-
-def mushroom_cmd() -> list[str]:
-    script = Path(sys.executable).with_name("mushroom")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "mushroom_lib.cli"]
-
-
-def run(*args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("MUSHROOM_DATA", "MUSHROOM_HOME")}
-    env.update(DO_NOT_TRACK="1", MUSHROOM_REPORT_ON_PROMOTE="0")
-    return subprocess.run([*mushroom_cmd(), *args], capture_output=True, text=True, env=env, timeout=600)
+from helpers import run
 
 
 def keys(df: pd.DataFrame) -> set[tuple]:

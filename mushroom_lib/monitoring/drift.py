@@ -28,8 +28,7 @@ DISTANCE = 0.1          #: per-column threshold of the large-sample distance tes
 DRIFT_SHARE = 0.3       #: the dataset counts as drifted when at least this share of columns drifts
 
 
-class MonitoringError(RuntimeError):
-    """The report cannot be made at all (no model, no reference rows)."""
+from ..errors import MonitoringError  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 @contextlib.contextmanager
