@@ -16,9 +16,10 @@ import pandas as pd
 from ..schema import FEATURES
 
 #: Fewer production rows than this: no drift verdict at all (no column flagged, no drift metric in the
-#: snapshot, so the dashboard shows a gap). Chosen from benchmarks/drift_rates.py: under 30 rows a batch
-#: drawn from the reference itself had a column named drifted in 50-100% of draws under the old policy,
-#: and a batch from one habitat was not reliably detected below 20-30 rows.
+#: snapshot, so the dashboard shows a gap). Chosen from benchmarks/drift_rates.py (20 draws per cell):
+#: with the old policy, 1-20 reference rows had a column named drifted in 60-65% of draws; with this
+#: policy a one-habitat batch (woods, paths) has the habitat column named in 100% of draws from 30 rows
+#: on and reference samples in 0-10%; below 30 rows neither side of that trade is reliable.
 MIN_DRIFT_ROWS = 30
 #: Below this many production rows the drift tests are p-value tests (chi-square / K-S), from here on
 #: Evidently's distance tests (Jensen-Shannon / normed Wasserstein at 0.1). Evidently makes the same
