@@ -23,6 +23,7 @@ from mushroom_lib.data import load_dataset
 from mushroom_lib.registry import Registry
 from mushroom_lib.service import ModelService
 from mushroom_lib.settings import get_settings
+from report_helpers import html_counters, snapshots
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("train", "report", "exploration")
@@ -52,10 +53,6 @@ def text_of(path: Path) -> str:
             if key in out.get("data", {}):
                 parts.append(out["data"][key])
     return "\n".join(parts)
-
-
-def snapshots(workspace: Path) -> list[Path]:
-    return sorted(workspace.glob("*/snapshots/*.json"))
 
 
 def submit(home: Path, n: int, seed: int) -> None:
@@ -126,7 +123,7 @@ def test_train_notebook_trains_registers_promotes_and_plots(trained_home):
     assert [d["x"] for d in figures[4]["data"]][0] == [2, 3, 5]  # false_edible against n_components
 
 
-def test_report_notebook_writes_html_and_one_snapshot_per_run(trained_home):
+def test_report_notebook_writes_html_one_snapshot_per_run_and_the_last_report(trained_home):
     settings = get_settings(trained_home)
     submit(trained_home, 60, seed=1)
     first = runner.run_report_notebook(settings, progress=False)
@@ -134,9 +131,14 @@ def test_report_notebook_writes_html_and_one_snapshot_per_run(trained_home):
     assert_clean(first)
     html = sorted(settings.reports_dir.glob("*-monitoring.html"))
     assert len(html) == 1
-    page = html[0].read_text()
-    assert "Accuracy" in page and "F1" in page and "drift" in page.lower()
-    assert "Data drift" in text_of(first) and "accuracy" in text_of(first)
+    record = json.loads(settings.last_report_path.read_text())
+    assert {k: record[k] for k in ("status", "model_version", "rows", "html", "notebook", "reason")} == {
+        "status": "ok", "model_version": "v0001", "rows": 60, "html": str(html[0]), "notebook": str(first),
+        "reason": None}
+    assert record["started"] <= record["finished"] and record["finished"].endswith("Z")
+    counters = html_counters(html[0])  # the figures the HTML shows, as the notebook summarised them
+    assert counters["Columns"] == "25" and float(counters["Accuracy"]) > 0.9
+    assert f"{counters['Drifted Columns']} of 25 columns drifted" in text_of(first)
     assert len(snapshots(settings.workspace_dir)) == 1
 
     # the exact command ModelService starts in the background after a promotion
@@ -150,6 +152,68 @@ def test_report_notebook_writes_html_and_one_snapshot_per_run(trained_home):
     assert len([p for p in settings.workspace_dir.iterdir() if (p / "metadata.json").exists()]) == 1
     runs = sorted(settings.runs_dir.glob("*.ipynb"))
     assert len(runs) == 2 and all(r.name.endswith("-report-v0001.ipynb") for r in runs)
+    assert json.loads(settings.last_report_path.read_text())["notebook"] == str(runs[-1])
+
+
+def test_two_reports_started_together_on_one_home_both_succeed(trained_home):
+    """Each run's kernel has its own IPC sockets and connection file (before: both bound kernel-ipc-N in the
+    home, "Invalid Signature", then "Kernel didn't respond in 120 seconds")."""
+    settings = get_settings(trained_home)
+    submit(trained_home, 40, seed=3)
+    cmd = [sys.executable, "-m", "mushroom_lib.cli", "--home", str(settings.home), "report", "--quiet"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "DO_NOT_TRACK": "1"}) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert all("Invalid Signature" not in err for _, err in outs)
+    assert len(snapshots(settings.workspace_dir)) == 2
+    assert len(list(settings.reports_dir.glob("*-monitoring.html"))) == 2
+    assert len(list(settings.runs_dir.glob("*-report-v0001*.ipynb"))) == 2
+    assert not list(settings.runs_dir.glob("*-failed*"))
+    assert not list(settings.home.glob("kernel-ipc*")) and not list(settings.runs_dir.glob("*running*"))
+    assert json.loads(settings.last_report_path.read_text())["status"] == "ok"
+
+
+def test_a_failed_report_is_recorded_then_raised(trained_home):
+    settings = get_settings(trained_home)
+    submit(trained_home, 40, seed=4)
+    settings.ref_path.unlink()  # no reference rows: the notebook can make no report
+    out = subprocess.run([sys.executable, "-m", "mushroom_lib.cli", "--home", str(settings.home), "report",
+                          "--quiet"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "DO_NOT_TRACK": "1"})
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("mushroom: error: no report was written: no reference rows")
+    record = json.loads(settings.last_report_path.read_text())
+    assert (record["status"], record["model_version"], record["html"]) == ("failed", "v0001", None)
+    assert record["reason"].startswith("no report was written: no reference rows")
+    assert Path(record["notebook"]).name.endswith("-report-v0001.ipynb") and Path(record["notebook"]).exists()
+
+
+def test_runs_clean_leftovers_keep_the_newest_and_are_named_by_the_version_covered(trained_home):
+    settings = get_settings(trained_home, reports_keep=2)
+    submit(trained_home, 40, seed=5)
+    settings.runs_dir.mkdir(parents=True)
+    killed = [settings.runs_dir / "20200101T000000Z-report-running.ipynb",  # a killed run of the old layout
+              settings.runs_dir / "20200101T000001Z-report-running-0123456789ab.ipynb",
+              settings.runs_dir / ".run-0123456789ab.lock"]
+    old_html = [settings.reports_dir / f"2020010{i}T000000Z-monitoring.html" for i in (1, 2, 3)]
+    old_runs = [settings.runs_dir / f"2020010{i}T000000Z-report-v0001.ipynb" for i in (1, 2, 3)]
+    train_run = settings.runs_dir / "20200101T000000Z-train-v0001.ipynb"
+    for path in [*killed, *old_html, *old_runs, train_run]:
+        path.write_text("{}")
+    # the launcher guesses v0009; the notebook reports the champion it covered
+    done = runner.run_notebook(settings, "report", {"home": str(settings.home)}, progress=False,
+                               version="v0009", outcome=True)
+    assert done.error is None and done.outcome["model_version"] == "v0001"
+    assert done.path.name.endswith("-report-v0001.ipynb")
+    path = runner.run_report_notebook(settings, progress=False)
+    assert not any(p.exists() for p in killed)
+    kept = sorted(settings.runs_dir.glob("*-report-*.ipynb"))
+    assert kept == sorted([done.path, path])  # the two newest; the 2020 copies are gone
+    assert len(list(settings.reports_dir.glob("*-monitoring.html"))) == 2
+    assert not any(p.exists() for p in old_html)
+    assert train_run.exists()  # kept per kind: a report burst never removes the training runs
+    assert len(snapshots(settings.workspace_dir)) == 2  # snapshots stay
 
 
 def test_report_notebook_without_production_rows_says_so(trained_home, capsys):

@@ -5,8 +5,9 @@ panels, ``ui.py`` the server, ``result.py`` what a run produced. Importing this 
 Evidently (it loads inside the functions that need it).
 """
 
-from .drift import (DISTANCE, DRIFT_SHARE, LARGE_SAMPLE, MIN_DRIFT_ROWS, P_VALUE, MonitoringError, column_scores,
-                    drift_check, drift_columns, drift_options, judge_drift, load_evidently, too_few_rows)
+from .drift import (CAT_TEST, DISTANCE, DRIFT_SHARE, LARGE_SAMPLE, MIN_DRIFT_ROWS, P_VALUE, MonitoringError,
+                    chisquare_mc, column_scores, drift_check, drift_columns, drift_options, judge_drift,
+                    load_evidently, too_few_rows)
 from .report import (MIN_QUALITY_ROWS, NEGATIVE, POSITIVE, build_report, load_production, load_reference,
                      pca_columns, report_for_notebook, score_frame, utc_stamp)
 from .result import STATUSES, MonitoringResult
@@ -16,7 +17,7 @@ from .workspace import PROJECT_NAME, add_to_workspace, dashboard_model, ensure_p
 _evidently = load_evidently  # the name tests and older callers use
 
 __all__ = [
-    "DISTANCE", "DRIFT_SHARE", "LARGE_SAMPLE", "MIN_DRIFT_ROWS", "MIN_QUALITY_ROWS", "NEGATIVE", "P_VALUE",
+    "CAT_TEST", "chisquare_mc", "DISTANCE", "DRIFT_SHARE", "LARGE_SAMPLE", "MIN_DRIFT_ROWS", "MIN_QUALITY_ROWS", "NEGATIVE", "P_VALUE",
     "POSITIVE", "PROJECT_NAME", "STATUSES", "MonitoringError", "MonitoringResult", "add_to_workspace",
     "build_report", "column_scores", "dashboard_model", "drift_check", "drift_columns", "drift_options",
     "ensure_project", "judge_drift", "load_evidently", "load_production", "load_reference", "pca_columns",

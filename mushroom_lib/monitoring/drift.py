@@ -10,14 +10,16 @@ import os
 import sys
 import warnings
 
+import numpy as np
 import pandas as pd
 
 from ..schema import FEATURES
 
 #: Fewer production rows than this: no drift verdict at all (no column flagged, no drift metric in the
-#: snapshot, so the dashboard shows a gap). Chosen from benchmarks/drift_rates.py: under 30 rows a batch
-#: drawn from the reference itself had a column named drifted in 50-100% of draws under the old policy,
-#: and a batch from one habitat was not reliably detected below 20-30 rows.
+#: snapshot, so the dashboard shows a gap). Chosen from benchmarks/drift_rates.py (20 draws per cell):
+#: with the old policy, 1-20 reference rows had a column named drifted in 60-65% of draws; with this
+#: policy a one-habitat batch (woods, paths) has the habitat column named in 100% of draws from 30 rows
+#: on and reference samples in 0-10%; below 30 rows neither side of that trade is reliable.
 MIN_DRIFT_ROWS = 30
 #: Below this many production rows the drift tests are p-value tests (chi-square / K-S), from here on
 #: Evidently's distance tests (Jensen-Shannon / normed Wasserstein at 0.1). Evidently makes the same
@@ -40,12 +42,56 @@ def quiet_imports():
         yield
 
 
+CAT_TEST = "chisquare_mc"  #: the categorical small-sample test (registered with Evidently by load_evidently)
+MC_DRAWS = 4000            #: Monte Carlo draws per column: p-values resolve down to 1/4001
+
+
+def chisquare_mc(reference: pd.Series, current: pd.Series) -> float:
+    """Chi-square p-value of ``current`` against the reference's code shares, by Monte Carlo (exact in law).
+
+    scipy's chi-square p-value assumes >= 5 expected rows per code; with 30-100 production rows most codes
+    of a column expect less than 1, and one row of a 0.1% code reads as p ~ 1e-7 (reference samples had
+    columns named drifted in most draws). Here the statistic is compared with its distribution over
+    ``MC_DRAWS`` multinomial samples of the same size from the reference shares (+0.5 per code, so a
+    code absent from the reference is rare, not impossible). Deterministic (fixed seed).
+    """
+    codes = sorted(set(reference.dropna().astype(str)) | set(current.dropna().astype(str)))
+    ref = reference.dropna().astype(str).value_counts().reindex(codes, fill_value=0).to_numpy(float) + 0.5
+    cur = current.dropna().astype(str).value_counts().reindex(codes, fill_value=0).to_numpy(float)
+    n = int(cur.sum())
+    if n == 0 or len(codes) < 2:
+        return 1.0
+    expected = n * ref / ref.sum()
+    observed = ((cur - expected) ** 2 / expected).sum()
+    draws = np.random.default_rng(20240601).multinomial(n, ref / ref.sum(), size=MC_DRAWS)
+    simulated = ((draws - expected) ** 2 / expected).sum(axis=1)
+    return float((1 + np.count_nonzero(simulated >= observed - 1e-9)) / (MC_DRAWS + 1))
+
+
+def _register_chisquare_mc() -> None:
+    from evidently.legacy.calculations.stattests.registry import (StatTest, _registered_stat_tests,
+                                                                   register_stattest)
+    from evidently.legacy.core import ColumnType
+
+    if CAT_TEST in _registered_stat_tests:
+        return
+
+    def impl(reference_data, current_data, feature_type, threshold):
+        p_value = chisquare_mc(reference_data, current_data)
+        return p_value, p_value < threshold
+
+    register_stattest(StatTest(name=CAT_TEST, display_name="chi-square p_value (Monte Carlo)",
+                               allowed_feature_types=[ColumnType.Categorical]), default_impl=impl)
+
+
 def load_evidently():
-    """Import Evidently once, on the monitoring path only, with telemetry off."""
+    """Import Evidently once, on the monitoring path only, with telemetry off; registers ``CAT_TEST``."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
     with quiet_imports():
         import evidently  # noqa: F401
         from evidently.ui.workspace import Workspace  # noqa: F401
+
+        _register_chisquare_mc()
     return sys.modules["evidently"]
 
 
@@ -78,8 +124,8 @@ def drift_options(reference: pd.DataFrame, current: pd.DataFrame, columns: list[
     n = len(current)
     if n < LARGE_SAMPLE:
         level = P_VALUE / max(1, len(columns))
-        options = {"cat_method": "chisquare", "num_method": "ks", "cat_threshold": level, "num_threshold": level}
-        text = (f"{n} production rows (< {LARGE_SAMPLE}): chi-square on the features and Kolmogorov-Smirnov "
+        options = {"cat_method": CAT_TEST, "num_method": "ks", "cat_threshold": level, "num_threshold": level}
+        text = (f"{n} production rows (< {LARGE_SAMPLE}): chi-square (Monte Carlo) on the features and K-S "
                 f"on the PCA components, p < {P_VALUE}/{len(columns)} = {level:.4f} per column")
     else:
         options = {"cat_method": "jensenshannon", "num_method": "wasserstein", "cat_threshold": DISTANCE,
@@ -113,38 +159,34 @@ def drift_columns(reference: pd.DataFrame) -> list[str]:
     return [c for c in reference.columns if c in FEATURES or c.startswith("pca_")]
 
 
-def _run_drift(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str]) -> dict:
-    """Evidently's DataDriftPreset on the columns, with the report's options; the snapshot as a dict."""
+def column_scores(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str] | None = None, *,
+                  cat_method: str | None = None) -> dict[str, float]:
+    """Per-column drift score (p-value under LARGE_SAMPLE rows, distance from there), one column at a time
+    through the same Evidently stat-test functions the report's DataDriftPreset calls (no Report around
+    them: milliseconds, not a second). ``cat_method`` overrides the categorical test (benchmarks)."""
     load_evidently()
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
 
-    options, _ = drift_options(reference, current, columns)
-    definition = DataDefinition(categorical_columns=[c for c in columns if c in FEATURES],
-                                numerical_columns=[c for c in columns if c not in FEATURES])
-    with quiet_imports(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # scipy on codes absent from the reference
-        snap = Report([DataDriftPreset(**options)]).run(
-            Dataset.from_pandas(current[columns].reset_index(drop=True), data_definition=definition),
-            Dataset.from_pandas(reference[columns].reset_index(drop=True), data_definition=definition))
-    return snap.dict()
-
-
-def column_scores(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str] | None = None) -> dict:
-    """Per-column drift score (p-value under LARGE_SAMPLE rows, distance from there) computed by Evidently."""
     columns = columns or drift_columns(reference)
+    options, _ = drift_options(reference, current, columns)
     scores = {}
-    for m in _run_drift(reference, current, columns)["metrics"]:
-        cfg = m.get("config") or {}
-        if str(cfg.get("type", "")).endswith(":ValueDrift"):
-            scores[cfg["column"]] = float(m["value"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy on codes absent from the reference
+        for col in columns:
+            kind, method = ((ColumnType.Categorical, cat_method or options["cat_method"]) if col in FEATURES
+                            else (ColumnType.Numerical, options["num_method"]))
+            ref, cur = reference[col].reset_index(drop=True), current[col].reset_index(drop=True)
+            test = get_stattest(ref, cur, kind, method)
+            scores[col] = float(test(ref, cur, kind, 0.05).drift_score)
     return scores
 
 
 def drift_check(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str] | None = None) -> dict:
     """Dataset-level drift of ``current`` against ``reference`` with the report's tests, without HTML.
 
-    Both frames hold the 22 features and, optionally, pca_* columns (``score_frame``). Returns
+    Both frames hold the 22 features and, optionally, pca_* columns (``score_frame``); the verdict is
+    ``judge_drift`` over ``column_scores`` (the report's tests and thresholds). Returns
     {rows, count, share, columns, drifted, dataset_drift, judged}; ``judged`` is False (and nothing
     drifts) under ``MIN_DRIFT_ROWS`` rows.
     """

@@ -312,6 +312,7 @@ def _compute(result: MonitoringResult, reference: pd.DataFrame, production: pd.D
         drift["tests"] = tests_text
     result.drift = drift
     result.quality = quality if plan.quality else None
+    result.false_edible = quality.get("false_edible")
     if not plan.quality and "false_edible" in quality:
         result.notes.append(f"false_edible among the production rows: {quality['false_edible']}.")
     result.status = plan.status

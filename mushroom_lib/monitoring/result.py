@@ -34,6 +34,7 @@ class MonitoringResult:
     drift: dict | None = None         #: share, count, columns, dataset_drift, drifted, tests
     drift_note: str | None = None     #: why there is no drift verdict (too few rows)
     quality: dict | None = None       #: accuracy, precision, recall, f1, false_edible, roc_auc, log_loss
+    false_edible: int | None = None   #: poisonous production rows served as edible (every report has it)
     error: str | None = None          #: why no report could be made (status "error")
     seconds: float = 0.0
 
@@ -90,6 +91,7 @@ class MonitoringResult:
         """Plain JSON data for reports/last_report.json (the runner adds status, times and the notebook)."""
         return {"result": self.status, "model_version": self.model_version, "rows": self.rows,
                 "html": str(self.html_path) if self.html_path else None, "snapshot_id": self.snapshot_id,
+                "false_edible": self.false_edible,
                 "error": self.error, "notes": list(self.notes), "drift_note": self.drift_note,
                 "drifted": (self.drift or {}).get("drifted"), "dataset_drift": (self.drift or {}).get("dataset_drift")}
 
