@@ -16,6 +16,7 @@ from .schema import CODES, FEATURES
 _RADIX = np.array([len(CODES[f]) for f in FEATURES], dtype=np.int64)
 _PLACE = np.r_[np.cumprod(_RADIX[::-1])[::-1][1:], 1].astype(np.int64)
 _NF = len(FEATURES)
+_PLACE_LIST = [int(v) for v in _PLACE]
 _SLOT = 32  #: masked keys carry the masked feature's number: masked_key * 32 + j (fits in int64)
 
 REASON_UNSEEN = "code never seen in training: {codes}"
@@ -102,22 +103,28 @@ class KnownSet:
         n = len(codes)
         if n == 0:
             return np.zeros(0, dtype=np.int64)
-        if n == 1:  # the one-row path: Python set look-ups
-            key = int(keys_of(codes)[0])
-            if key in self._set:
-                return np.zeros(1, dtype=np.int64)
-            m = _masked(codes)[0].tolist()
-            if any(v in self._masked_set for v in m):
-                return np.ones(1, dtype=np.int64)
-            out = np.full(1, 2, dtype=np.int64)
-        else:
-            exact = _isin_sorted(keys_of(codes), self.keys)
-            near = _isin_sorted(_masked(codes), self.masked).any(axis=1)
-            out = np.where(exact, 0, np.where(near, 1, 2)).astype(np.int64)
+        if n == 1:
+            return np.array([self.one(codes[0].tolist())[0]], dtype=np.int64)
+        exact = _isin_sorted(keys_of(codes), self.keys)
+        near = _isin_sorted(_masked(codes), self.masked).any(axis=1)
+        out = np.where(exact, 0, np.where(near, 1, 2)).astype(np.int64)
         far = np.flatnonzero(out >= 2)
         if self.cutoff > 2 and len(far):
             out[far] = hamming_min(codes[far], codes_of(self.keys))
         return np.minimum(out, self.cutoff)
+
+    def one(self, row: list[int]) -> tuple[int, bool]:
+        """(nearest_known, conflicting) of one row of code indices, by Python set look-ups (the one-row path)."""
+        key = sum(c * pl for c, pl in zip(row, _PLACE_LIST))
+        conflict = key in self._conflict_set
+        if key in self._set:
+            return 0, conflict
+        masked = self._masked_set
+        if any((key - c * pl) * _SLOT + j in masked for j, (c, pl) in enumerate(zip(row, _PLACE_LIST))):
+            return min(1, self.cutoff), conflict
+        if self.cutoff > 2:
+            return int(min(hamming_min(np.array([row], dtype=np.int16), codes_of(self.keys))[0], self.cutoff)), conflict
+        return min(2, self.cutoff), conflict
 
     def conflicting(self, codes: np.ndarray) -> np.ndarray:
         """True for rows reported with both labels."""
@@ -168,29 +175,32 @@ def arrays_digest(arrays: dict) -> str:
     return h.hexdigest()
 
 
+def reason_for(unseen: str, conflict: bool, far: bool, band: bool, p: float, threshold: float, cutoff: int) -> str:
+    """The one reason shown for a row: unseen code, then conflicting reports, then far, then the uncertain band."""
+    if unseen:
+        return REASON_UNSEEN.format(codes=unseen.replace(";", ", "))
+    if conflict:
+        return REASON_CONFLICT
+    if far:
+        return REASON_FAR.format(cutoff=cutoff)
+    return REASON_BAND.format(p=p, t=threshold) if band else ""
+
+
 def apply_rules(pred: np.ndarray, uncertain: np.ndarray, p: np.ndarray, threshold: float, unseen: np.ndarray,
                 nearest: np.ndarray, conflict: np.ndarray, cutoff: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(called poisonous 0/1, uncertain, reason) after the rules; p stays the model's vote.
 
-    Precedence of the reason: unseen code, conflicting reports, unlike every known row, the uncertain band.
+    A row with an unseen code, reported with both labels, or at/beyond the cutoff is called poisonous and
+    marked uncertain (``reason_for`` words why).
     """
-    pred, unc = np.asarray(pred).copy(), np.asarray(uncertain).copy()
-    reason = np.full(len(pred), "", dtype=object)
-    band = np.flatnonzero(unc)
-    for i in band:
-        reason[i] = REASON_BAND.format(p=float(p[i]), t=threshold)
-    far = np.flatnonzero(nearest >= cutoff) if cutoff > 0 else np.zeros(0, dtype=np.intp)
-    for i in far:
-        reason[i] = REASON_FAR.format(cutoff=cutoff)
-    for i in np.flatnonzero(conflict):
-        reason[i] = REASON_CONFLICT
-    unseen_rows = np.flatnonzero(unseen != "")
-    for i in unseen_rows:
-        reason[i] = REASON_UNSEEN.format(codes=unseen[i].replace(";", ", "))
-    forced = np.zeros(len(pred), dtype=bool)
-    forced[far] = True
-    forced[unseen_rows] = True
-    forced |= np.asarray(conflict, dtype=bool)
-    pred[forced] = 1
-    unc[forced] = True
-    return pred, unc, reason
+    n = len(pred)
+    has_unseen = np.asarray(unseen, dtype=object).astype(bool)  # '' is False
+    conflict = np.asarray(conflict, dtype=bool)
+    far = np.asarray(nearest) >= cutoff if cutoff > 0 else np.zeros(n, dtype=bool)
+    forced = has_unseen | conflict | far
+    unc = np.asarray(uncertain, dtype=bool) | forced
+    reason = np.full(n, "", dtype=object)
+    for i in np.flatnonzero(unc).tolist():
+        reason[i] = reason_for(unseen[i], conflict[i], far[i], True, float(p[i]), threshold, cutoff)
+    called = np.where(forced, 1, pred).astype(np.int8) if forced.any() else np.asarray(pred)
+    return called, unc, reason

@@ -223,6 +223,9 @@ def seen_codes(pipeline: Pipeline) -> dict[str, set[str]]:
     return {f: set(map(str, cats)) for f, cats in zip(FEATURES, enc.categories_)}
 
 
+LABELS_P, LABELS_E = LABELS["p"], LABELS["e"]
+
+
 def label_words(binary: np.ndarray) -> np.ndarray:
     """0/1 -> 'edible'/'poisonous'."""
     return np.where(np.asarray(binary) == 1, LABELS["p"], LABELS["e"]).astype(object)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from . import model as M
-from .known import KnownSet, apply_rules, arrays_digest
+from .known import KnownSet, apply_rules, arrays_digest, reason_for
 from .schema import CODES, FEATURES
 
 #: Code lists per feature, in CODES order; a row's code index for feature f indexes CODE_LIST[f].
@@ -522,6 +522,8 @@ class Scorer:
         p_poisonous stays the model's vote; prediction, uncertain and reason follow ``known.apply_rules``.
         """
         p = self.p_codes(codes) if p is None else p
+        if len(codes) == 1 and self.known is not None:
+            return self._score_one(codes, p)
         inverse = None
         if len(codes) > 4096:  # the rules over distinct rows only
             inverse, uniq = pd.factorize(row_keys(codes))
@@ -551,6 +553,21 @@ class Scorer:
         self._memo.codes = (features, codes)
         cols = self.score_codes(codes, self.p_poisonous(features))  # p_poisonous stays the one hook
         return pd.DataFrame(cols, index=features.index)
+
+    def _score_one(self, codes: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
+        """score_codes for one row in plain Python (the same rules as ``known.apply_rules``)."""
+        unseen = self.unseen_codes(codes)
+        near, conflict = self.known.one(codes[0].tolist())
+        p0, t, cutoff = float(p[0]), self.threshold, self.known.cutoff
+        far = near >= cutoff
+        forced = bool(unseen[0]) or conflict or far
+        band = t <= p0 < max(0.5, t)
+        unc = forced or band
+        word = M.LABELS_P if forced or p0 >= t else M.LABELS_E
+        reason = reason_for(unseen[0], conflict, far, unc, p0, t, cutoff) if unc else ""
+        return {"prediction": np.array([word], dtype=object), "p_poisonous": p, "uncertain": np.array([unc]),
+                "unseen_codes": unseen, "nearest_known": np.array([near], dtype=np.int64),
+                "reason": np.array([reason], dtype=object), "model_version": np.array([self.version], dtype=object)}
 
     # -------------------------------------------------------------- one row
     def predict_one(self, rows) -> pd.DataFrame | None:
