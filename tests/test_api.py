@@ -133,7 +133,7 @@ def test_unexpected_errors_are_one_neutral_sentence(trained_home, dataset, monke
 
     monkeypatch.setattr(ModelService, "predict", broken)
     with make_client(trained_home) as c:
-        res = c.post("/predict", json={"rows": rows_of(dataset, 1)})
+        res = c.post("/predict", json={"rows": rows_of(dataset, 2)})
     assert res.status_code == 500
     assert "secret" not in res.text and str(trained_home) not in res.text and "Traceback" not in res.text
 
