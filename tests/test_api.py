@@ -85,6 +85,15 @@ def test_predict_json_returns_every_library_column(client, trained_home, dataset
     assert (got["prediction"][poisonous] == "poisonous").all()  # none of the known poisonous rows called edible
 
 
+def test_one_row_predict_equals_the_library(client, trained_home, dataset):
+    svc = ModelService(trained_home)
+    for i in (0, 7, 4000):
+        row = {"id": f"m{i}", **dataset[FEATURES].iloc[i].to_dict()}
+        row["odor"] = f" {row['odor']} "  # the library strips codes and echoes the input as sent
+        got = client.post("/predict", json={"rows": [row]}).json()["predictions"]
+        assert got == svc.predict([row]).to_dict("records")
+
+
 @pytest.mark.parametrize("layout", ["header", "uci"])
 def test_predict_csv_is_the_same_csv_as_mushroom_predict(client, trained_home, dataset, tmp_path, layout):
     src = tmp_path / "in.csv"
