@@ -136,6 +136,16 @@ def test_client_garbage_never_causes_a_server_error(client, body, content_type, 
     assert isinstance(detail, str) and 0 < len(detail) <= 300 and "Traceback" not in detail
 
 
+def test_extra_columns_are_echoed_even_when_not_json_numbers(client, dataset):
+    rows = rows_of(dataset, 2)
+    body = json.dumps({"rows": [{**rows[0], "weight": float("inf")}, {**rows[1], "id": "b"}]})  # "Infinity"
+    res = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert res.status_code == 200
+    first, second = res.json()["predictions"]
+    assert first["weight"] is None and second["weight"] is None and second["id"] == "b"
+    assert first["prediction"] == "poisonous"
+
+
 def test_unexpected_errors_are_one_neutral_sentence(trained_home, dataset, monkeypatch):
     def broken(self, rows, **kw):
         raise RuntimeError(f"{trained_home}/secret/place exploded")

@@ -6,6 +6,7 @@ Scoring is ``ModelService.predict``: every column it returns passes through.
 from __future__ import annotations
 
 import json
+import math
 import os
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -33,9 +34,23 @@ def _records(frame) -> list[dict]:
     return [dict(zip(names, row)) for row in frame.to_numpy(dtype=object).tolist()]
 
 
+def _finite(value):
+    """NaN and infinities (an echoed extra column can hold them) become null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _json(content) -> Response:
-    return Response(json.dumps(content, default=_native, allow_nan=False, separators=(",", ":")),
-                    media_type="application/json")
+    try:
+        text = json.dumps(content, default=_native, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # rare: only when a value is not finite
+        text = json.dumps(_finite(content), default=_native, allow_nan=False, separators=(",", ":"))
+    return Response(text, media_type="application/json")
 
 
 def _one(svc, row: dict) -> dict:
