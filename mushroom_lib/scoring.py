@@ -570,12 +570,13 @@ class Scorer:
                 "reason": np.array([reason], dtype=object), "model_version": np.array([self.version], dtype=object)}
 
     # -------------------------------------------------------------- one row
-    def predict_one(self, rows) -> pd.DataFrame | None:
+    def predict_one(self, rows, *, as_record: bool = False) -> pd.DataFrame | dict | None:
         """The lean path of ``ModelService.predict`` for one mushroom (a dict or a one-row DataFrame).
 
         Returns exactly what the general path returns (input columns, then the scored columns), or None
         when the input is not a plain, valid one-row record of strings: the general path then validates
-        it (and raises the usual SchemaError naming row, column, value and the valid codes).
+        it (and raises the usual SchemaError naming row, column, value and the valid codes). With
+        ``as_record`` the row comes as one dict (column -> value) instead of a one-row DataFrame.
         """
         if isinstance(rows, dict):
             names = tuple(rows)
@@ -610,6 +611,10 @@ class Scorer:
             if type(values[i]) is not str:
                 return None  # pandas would infer another dtype: leave it to the general path
         cols = self.score_codes(code)
+        if as_record:  # the REST API's one-row answer: no DataFrame to build and take apart again
+            record = {names[i]: values[i] for i in keep}
+            record.update((name, col[0]) for name, col in cols.items())
+            return record
         out = {names[i]: np.array([values[i]], dtype=object) for i in keep}
         out.update(cols)
         return pd.DataFrame(out, index=pd.RangeIndex(1), copy=False)

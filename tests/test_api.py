@@ -85,6 +85,15 @@ def test_predict_json_returns_every_library_column(client, trained_home, dataset
     assert (got["prediction"][poisonous] == "poisonous").all()  # none of the known poisonous rows called edible
 
 
+def test_one_row_predict_equals_the_library(client, trained_home, dataset):
+    svc = ModelService(trained_home)
+    for i in (0, 7, 4000):
+        row = {"id": f"m{i}", **dataset[FEATURES].iloc[i].to_dict()}
+        row["odor"] = f" {row['odor']} "  # the library strips codes and echoes the input as sent
+        got = client.post("/predict", json={"rows": [row]}).json()["predictions"]
+        assert got == svc.predict([row]).to_dict("records")
+
+
 @pytest.mark.parametrize("layout", ["header", "uci"])
 def test_predict_csv_is_the_same_csv_as_mushroom_predict(client, trained_home, dataset, tmp_path, layout):
     src = tmp_path / "in.csv"
@@ -127,13 +136,23 @@ def test_client_garbage_never_causes_a_server_error(client, body, content_type, 
     assert isinstance(detail, str) and 0 < len(detail) <= 300 and "Traceback" not in detail
 
 
+def test_extra_columns_are_echoed_even_when_not_json_numbers(client, dataset):
+    rows = rows_of(dataset, 2)
+    body = json.dumps({"rows": [{**rows[0], "weight": float("inf")}, {**rows[1], "id": "b"}]})  # "Infinity"
+    res = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert res.status_code == 200
+    first, second = res.json()["predictions"]
+    assert first["weight"] is None and second["weight"] is None and second["id"] == "b"
+    assert first["prediction"] == "poisonous"
+
+
 def test_unexpected_errors_are_one_neutral_sentence(trained_home, dataset, monkeypatch):
     def broken(self, rows, **kw):
         raise RuntimeError(f"{trained_home}/secret/place exploded")
 
     monkeypatch.setattr(ModelService, "predict", broken)
     with make_client(trained_home) as c:
-        res = c.post("/predict", json={"rows": rows_of(dataset, 1)})
+        res = c.post("/predict", json={"rows": rows_of(dataset, 2)})
     assert res.status_code == 500
     assert "secret" not in res.text and str(trained_home) not in res.text and "Traceback" not in res.text
 

@@ -50,7 +50,7 @@ def get_config(request: Request) -> ApiConfig:
 _SERVICE_LOCK = threading.Lock()
 
 
-def get_service(request: Request):
+async def get_service(request: Request):
     """The app's ModelService (made by the lifespan; made here on first use under a server without one)."""
     state = request.app.state
     svc = getattr(state, "service", None)
@@ -72,12 +72,12 @@ def _check_key(config: ApiConfig, given: str | None) -> None:
                             "MUSHROOM_API_KEY")
 
 
-def require_write_key(request: Request, key: str | None = Security(api_key_header)) -> None:
+async def require_write_key(request: Request, key: str | None = Security(api_key_header)) -> None:
     """Writes (feedback, promote, rollback) need the key whenever one is set."""
     _check_key(get_config(request), key)
 
 
-def require_read_key(request: Request, key: str | None = Security(api_key_header)) -> None:
+async def require_read_key(request: Request, key: str | None = Security(api_key_header)) -> None:
     """Reads need the key only with ``--key-for-reads``."""
     config = get_config(request)
     if config.key_for_reads:
