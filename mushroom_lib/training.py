@@ -101,11 +101,12 @@ def write_reference(settings: Settings, loaded) -> int:
 
 def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str = "manual",
           promote: bool = True, force: bool = False, feedback: pd.DataFrame | None = None,
-          write_ref: bool = True) -> TrainResult:
+          write_ref: bool = True, record_extra: dict | None = None) -> TrainResult:
     """Fit the whole pipeline on train split + feedback, evaluate on the holdout, register, gate, promote.
 
     The first model is always promoted. Later ones are promoted only when they pass the gate
     (false_edible does not rise, accuracy drops by at most the margin), unless ``force``.
+    ``record_extra`` is merged into the new version's record (e.g. ``{"feedback_excluded": 3}``).
     """
     start = time.perf_counter()
     registry = Registry(settings)
@@ -133,7 +134,8 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
                "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
                "oof_metrics": trained.oof_metrics,
                "gate": {"passed": reason is None, "reason": reason, "forced": bool(force and reason)},
-               "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(holdout)}})
+               "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(holdout)},
+               **(record_extra or {})})
     promoted = False
     if will_promote:
         try:
