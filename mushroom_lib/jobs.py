@@ -31,7 +31,7 @@ def utc_now() -> str:
 
 def paths(settings: Settings) -> dict[str, Path]:
     d = settings.worker_dir
-    return {"lock": d / "worker.lock", "log": d / "worker.log", "outcomes": d / "outcomes.json",
+    return {"lock": d / "worker.lock", "log": d / "worker.log", "pid": d / "worker.pid", "outcomes": d / "outcomes.json",
             "last_retrain": d / "last_retrain.json", "last_report": settings.reports_dir / "last_report.json"}
 
 

@@ -28,7 +28,7 @@ class Settings:
     upload_cap_bytes: int = 20 * 1024 * 1024  #: dashboard upload cap
     report_on_promote: bool = True   #: build an Evidently report in the background after a promotion
     data_source: str | None = None   #: MUSHROOM_DATA
-    worker_idle_seconds: float = 120.0  #: the background worker exits after this long with nothing to do
+    worker_idle_seconds: float = 300.0  #: the background worker exits after this long with nothing to do
     retrain_timeout: float = 900.0    #: how long a waiting submit_feedback waits for its retrain's outcome
     keep_rejected_models: int = 3     #: refused candidates keep their model file for the newest N only
 

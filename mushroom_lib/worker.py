@@ -182,6 +182,9 @@ def serve(settings: Settings, idle_seconds: float, lock: FileLock) -> int:
     idle_since = time.monotonic()
     seen = None
     while True:
+        if not settings.artifacts_dir.is_dir():  # the home was deleted: nothing left to serve
+            lock.release()
+            return 0
         state = jobs.load_state(settings)
         if state["jobs"]:
             run_retrain(settings)
@@ -194,6 +197,9 @@ def serve(settings: Settings, idle_seconds: float, lock: FileLock) -> int:
             with store.lock():
                 state = jobs.load_state(settings)
                 if not state["jobs"] and not state.get("report_requested"):
+                    log.info("worker stopped (idle %.0f s)", idle_seconds)
+                    for handler in logging.getLogger().handlers:
+                        handler.flush()
                     lock.release()
                     return 0
             continue
@@ -223,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from . import training  # noqa: F401  the training stack, imported once for every retrain to come
 
+        jobs.atomic_write_json(jobs.paths(settings)["pid"], {"pid": os.getpid(), "started": jobs.utc_now()})
         log.info("worker started for %s", settings.home)
-        return serve(settings, settings.worker_idle_seconds if args.idle is None else args.idle, lock)
+        code = serve(settings, settings.worker_idle_seconds if args.idle is None else args.idle, lock)
+        return code
     finally:
         if lock.is_locked:
             lock.release()
