@@ -21,7 +21,7 @@ from typing import Callable
 import pandas as pd
 from filelock import FileLock
 
-from .fileio import atomic_write_json, atomic_writer, read_json
+from .fileio import atomic_writer, read_json
 from .schema import FEATURES
 from .settings import Settings
 
@@ -130,6 +130,14 @@ class FeedbackStore:
         ok = isinstance(idx, dict) and idx.get("stamp") == self._stamp() and "last_id" in idx
         return idx if ok else None
 
+    def _save_index(self, idx: dict) -> None:
+        """Replace the summary whole (renamed into place, not fsynced: a summary lost in a crash no longer
+        matches the file's stamp and is rebuilt)."""
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.index_path.with_name(f".{self.index_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(idx))
+        os.replace(tmp, self.index_path)
+
     def summary(self, contradicting: Callable[[pd.DataFrame], int] | None = None) -> dict:
         """rows, last_id, sources {name: rows}, contradictions: from the index when it matches the file,
         else rebuilt from one full read (a hand-edited or upgraded file) and saved."""
@@ -147,7 +155,7 @@ class FeedbackStore:
         idx = {"stamp": self._stamp(), "rows": len(df), "last_id": int(ids.max()) if len(df) else 0,
                "sources": {str(k): int(v) for k, v in df["source"].value_counts().items()},
                "contradictions": int(contradicting(df)) if contradicting and len(df) else 0}
-        atomic_write_json(self.index_path, idx)
+        self._save_index(idx)
         return idx
 
     # ------------------------------------------------------------- writing
@@ -181,9 +189,8 @@ class FeedbackStore:
         sources = dict(idx["sources"])
         for name, n in out["source"].astype(str).value_counts().items():
             sources[name] = sources.get(name, 0) + int(n)
-        atomic_write_json(self.index_path, {"stamp": self._stamp(), "rows": idx["rows"] + len(rows),
-                                            "last_id": first + len(rows) - 1, "sources": sources,
-                                            "contradictions": idx["contradictions"] + int(contradicting)})
+        self._save_index({"stamp": self._stamp(), "rows": idx["rows"] + len(rows), "last_id": first + len(rows) - 1,
+                          "sources": sources, "contradictions": idx["contradictions"] + int(contradicting)})
         return len(rows)
 
     # ------------------------------------------------------------- exclusions

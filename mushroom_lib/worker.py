@@ -57,12 +57,11 @@ def run_retrain(settings: Settings) -> dict | None:
             _settle(settings, store, adopted, taken, advance=adopted["upto"])
             return adopted
         upto = max(j["upto"] for j in taken)
-        knobs = {**taken[-1]["settings"]}
-        run_settings = get_settings(settings.home, **knobs)
         excluded = store.excluded()
-        rows = store.read(include_excluded=False)
-        rows = rows[rows["feedback_id"] <= upto].reset_index(drop=True)
         waiting = jobs.pending_rows(state, upto, excluded, claimed=False)
+    run_settings = get_settings(settings.home, **taken[-1]["settings"])
+    rows = store.read(include_excluded=False)  # outside the lock: rows appended meanwhile are cut off here
+    rows = rows[~rows["feedback_id"].isin(list(excluded)) & (rows["feedback_id"] <= upto)].reset_index(drop=True)
     ids = [j["id"] for j in taken]
     started, t0 = jobs.utc_now(), time.perf_counter()
     outcome = {"status": "running", "version": None, "reason": None, "jobs": ids, "upto": upto,
