@@ -230,8 +230,13 @@ def main(argv: list[str] | None = None) -> int:
 
         jobs.atomic_write_json(jobs.paths(settings)["pid"], {"pid": os.getpid(), "started": jobs.utc_now()})
         log.info("worker started for %s", settings.home)
-        code = serve(settings, settings.worker_idle_seconds if args.idle is None else args.idle, lock)
-        return code
+        return serve(settings, settings.worker_idle_seconds if args.idle is None else args.idle, lock)
+    except Exception as exc:  # a bug outside one retrain: recorded where `mushroom status` shows it
+        log.exception("worker crashed")
+        jobs.atomic_write_json(jobs.paths(settings)["last_retrain"], {
+            "status": "failed", "version": None, "reason": None, "jobs": [], "started": None,
+            "finished": jobs.utc_now(), "error": f"the background worker crashed: {exc.__class__.__name__}: {exc}"})
+        return 1
     finally:
         if lock.is_locked:
             lock.release()
