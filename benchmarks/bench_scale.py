@@ -34,6 +34,18 @@ def _median_time(fn, n: int) -> float:
     return statistics.median(times)
 
 
+def _worker_ready(settings, timeout: float = 300) -> None:
+    """Steady state: the background worker the first feedback started has done its imports (they would
+    compete for the CPU with the figures measured next)."""
+    try:
+        from mushroom_lib import jobs
+    except ImportError:  # the code before the worker: nothing to wait for
+        return
+    pid, deadline = jobs.paths(settings)["pid"], time.monotonic() + timeout
+    while not pid.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def measure(template: Path, folder: Path, history: int, data: Path) -> dict:
     """Times for one home holding ``history`` feedback rows."""
     import pandas as pd
@@ -50,6 +62,7 @@ def measure(template: Path, folder: Path, history: int, data: Path) -> dict:
     svc = ModelService(settings=settings)
     svc.submit_feedback(df.sample(history, replace=True, random_state=1), source="history")
     svc.status()  # a first call may build what later calls reuse
+    _worker_ready(settings)
     one = [df.iloc[[i]] for i in range(40)]
     it = iter(one)
     res = {"status": _median_time(svc.status, 20),
@@ -68,7 +81,6 @@ def p3(template: Path, folder: Path, data: Path, warm: bool, repeat: int = 3) ->
     """Seconds from submit_feedback of the K-th row to a prediction by the new model (promoted runs)."""
     import pandas as pd
 
-    from mushroom_lib import jobs
     from mushroom_lib.service import ModelService
 
     df = pd.read_csv(data, dtype=str, keep_default_na=False)
@@ -80,10 +92,7 @@ def p3(template: Path, folder: Path, data: Path, warm: bool, repeat: int = 3) ->
         rows = df.sample(10, random_state=100 + i)
         if warm:
             svc.submit_feedback(rows.iloc[:1])  # starts the worker
-            pid = jobs.paths(svc.settings)["pid"]
-            deadline = time.monotonic() + 120
-            while not pid.exists() and time.monotonic() < deadline:  # imports done
-                time.sleep(0.01)
+            _worker_ready(svc.settings)
             rows = rows.iloc[1:]
         t = time.perf_counter()
         receipt = svc.submit_feedback(rows, wait=True)

@@ -144,18 +144,22 @@ class FeedbackStore:
         idx = self._index()
         if idx is not None:
             return idx
-        with self.lock():
-            self.repair()
-            self.upgrade()
-            return self._rebuild(contradicting)
+        try:
+            with self.lock():
+                self.repair()
+                self.upgrade()
+                return self._rebuild(contradicting)
+        except PermissionError:  # a read-only home: summarised in memory, nothing written
+            return self._rebuild(contradicting, save=False)
 
-    def _rebuild(self, contradicting) -> dict:
+    def _rebuild(self, contradicting, save: bool = True) -> dict:
         df = self.read(include_excluded=True)
         ids = df["feedback_id"]
         idx = {"stamp": self._stamp(), "rows": len(df), "last_id": int(ids.max()) if len(df) else 0,
                "sources": {str(k): int(v) for k, v in df["source"].value_counts().items()},
                "contradictions": int(contradicting(df)) if contradicting and len(df) else 0}
-        self._save_index(idx)
+        if save:
+            self._save_index(idx)
         return idx
 
     # ------------------------------------------------------------- writing

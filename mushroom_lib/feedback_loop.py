@@ -140,6 +140,8 @@ class FeedbackLoop:
             job = jobs.enqueue(self.settings, state, idx["last_id"], force=force)
             jobs.save_state(self.settings, state)
             pending = 0
+        elif not self.settings.state_path.exists():  # an older home: its derived count is kept from now on
+            jobs.save_state(self.settings, state)
         return job, max(0, self.settings.k - pending)
 
     def _follow(self, receipt: Receipt, job: dict | None, wait: bool, on_done) -> Receipt:

@@ -95,6 +95,8 @@ def enqueue(settings: Settings, state: dict, last_id: int, *, force: bool = Fals
 def worker_running(settings: Settings) -> bool:
     """True when a worker holds the home's worker lock."""
     lock_path = paths(settings)["lock"]
+    if not lock_path.exists() and not os.access(settings.home, os.W_OK):
+        return False  # a read-only home has no worker
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     probe = FileLock(str(lock_path))
     try:

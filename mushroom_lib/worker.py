@@ -210,6 +210,14 @@ def serve(settings: Settings, idle_seconds: float, lock: FileLock) -> int:
         seen = stamp
 
 
+def warm_up() -> None:
+    """Import the training stack once, before the first job: skops alone walks every scikit-learn estimator
+    (seconds), which every retrain would otherwise wait for in a fresh process."""
+    import skops.io  # noqa: F401
+
+    from . import training  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mushroom_lib.worker", description=__doc__.splitlines()[0])
     parser.add_argument("--home", required=True)
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     except Timeout:
         return 0  # another worker serves this home
     try:
-        from . import training  # noqa: F401  the training stack, imported once for every retrain to come
+        warm_up()
 
         jobs.atomic_write_json(jobs.paths(settings)["pid"], {"pid": os.getpid(), "started": jobs.utc_now()})
         log.info("worker started for %s", settings.home)
