@@ -37,10 +37,10 @@ def _median_time(fn, n: int) -> float:
 def _worker_ready(settings, timeout: float = 300) -> None:
     """Steady state: the background worker the first feedback started has done its imports (they would
     compete for the CPU with the figures measured next)."""
-    try:
-        from mushroom_lib import jobs
-    except ImportError:  # the code before the worker: nothing to wait for
+    if not hasattr(settings, "worker_dir"):  # the code before the worker: nothing to wait for
         return
+    from mushroom_lib import jobs
+
     pid, deadline = jobs.paths(settings)["pid"], time.monotonic() + timeout
     while not pid.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
