@@ -92,14 +92,61 @@ def cmd_predict(settings, args) -> int:
 
 
 def cmd_feedback(settings, args) -> int:
-    from .schema import read_csv_file
     from .service import ModelService
 
-    frame = read_csv_file(args.input, size_cap=_size_cap(args))
-    svc = ModelService(settings=settings)
-    receipt = svc.submit_feedback(frame, source=args.source)
-    print(json.dumps(receipt.to_dict(), indent=2, default=str))
+    if args.action == "submit":
+        from .schema import read_csv_file
+
+        frame = read_csv_file(args.input, size_cap=_size_cap(args))
+        source = args.source or f"cli:{os.path.basename(args.input)}"
+        receipt = ModelService(settings=settings).submit_feedback(frame, source=source)
+        print(json.dumps(receipt.to_dict(), indent=2, default=str))
+        return 0
+    from .feedback_review import FeedbackReview
+    from .feedback_loop import FeedbackLoop
+
+    review = FeedbackReview(FeedbackLoop(settings, _no_scorer, lambda: None))
+    if args.action == "list":
+        rows = review.list(source=args.source, since=args.since, contradicting=args.contradicting)
+        if args.json:
+            print(json.dumps(rows.to_dict("records"), indent=2, default=str))
+        else:
+            _print_feedback(rows)
+        return 0
+    if args.action == "exclude":
+        event = review.exclude(args.ids, source=args.source, since=args.since, reason=args.reason or "")
+        print(f"excluded {len(event['ids'])} feedback row(s) ({_id_span(event['ids'])}): {event['reason']}")
+    else:
+        if args.source or args.since:
+            raise ValueError("`feedback include` takes feedback ids only")
+        event = review.include(args.ids, reason=args.reason or "")
+        print(f"included {len(event['ids'])} feedback row(s) again ({_id_span(event['ids'])})")
+    if args.retrain:
+        receipt = ModelService(settings=settings).feedback.retrain(wait=True)
+        print(json.dumps(receipt.to_dict(), indent=2, default=str))
+    else:
+        print("the next retrain leaves them out (`--retrain` runs it now)" if args.action == "exclude" else
+              "the next retrain uses them again (`--retrain` runs it now)")
     return 0
+
+
+def _no_scorer():
+    raise RuntimeError("reviewing feedback scores nothing")
+
+
+def _id_span(ids: list[int]) -> str:
+    return f"ids {ids[0]}..{ids[-1]}" if len(ids) > 3 else "ids " + ", ".join(map(str, ids))
+
+
+def _print_feedback(rows) -> None:
+    if not len(rows):
+        print("no feedback rows match")
+        return
+    print(f"{'id':>7}  {'source':20} {'timestamp (UTC)':25} {'class':9} {'predicted':9} contra  excluded")
+    for r in rows.itertuples(index=False):
+        gone = f"yes: {r.excluded_reason} ({r.excluded_by}, {r.excluded_at})" if r.excluded else ""
+        print(f"{r.feedback_id:>7}  {str(r.source)[:20]:20} {str(r.timestamp)[:25]:25} {r.target:9} "
+              f"{r.prediction:9} {'yes' if r.contradicts else '':6}  {gone}")
 
 
 def cmd_status(settings, args) -> int:
@@ -127,10 +174,21 @@ def cmd_status(settings, args) -> int:
         print(f"known set     a mushroom differing from every training mushroom in {meta['cutoff']} or more features, "
               "with a code never seen in training, or reported with both labels is called poisonous"
               + (f" ({meta['conflicts']} conflicting feature rows)" if meta.get("conflicts") else ""))
-    print(f"feedback      {st['feedback_rows']} rows; {st['rows_until_retrain']} of {st['k']} until the next retrain")
-    if st["last_retrain"]:
-        lr = st["last_retrain"]
-        print(f"last retrain  {lr['version']} {lr['status']}" + (f": {lr['reason']}" if lr.get("reason") else ""))
+    print(f"feedback      {st['feedback_rows']} rows ({st['feedback_excluded']} excluded); "
+          f"{st['rows_until_retrain']} of {st['k']} until the next retrain")
+    if st["feedback_sources"]:
+        print("sources       " + ", ".join(f"{k} {v}" for k, v in sorted(st["feedback_sources"].items())))
+    lr = st["last_retrain"]
+    if lr:
+        what = lr.get("reason") or lr.get("error")
+        print(f"last retrain  {lr['status']}" + (f" {lr['version']}" if lr.get("version") else "")
+              + f" (started {lr.get('started')})" + (f": {what}" if what else ""))
+    if st["retrain_queued"]:
+        print(f"queued        {st['retrain_queued']} retrain request(s) for the background worker")
+    rep = st["last_report"]
+    if rep:
+        print(f"last report   {rep.get('status')} for {rep.get('model_version')} (finished {rep.get('finished')})"
+              + (f": {rep['reason']}" if rep.get("reason") else ""))
     print(f"contradicting {st['contradicting_feedback_rows']} feedback rows disagree with the dataset's label")
     if st["load_error"]:
         print(f"refused       {st['load_error']} (still serving {st['model_version']})")
@@ -182,6 +240,11 @@ def cmd_models(settings, args) -> int:
             print(f"{v + mark:8} {m.get('status', ''):9} {m.get('trigger', ''):8} {m.get('created_utc', ''):25} "
                   f"{hm.get('accuracy', 0):7.4f} {hm.get('f1', 0):7.4f} {hm.get('false_edible', 0):3d}  "
                   f"{m.get('reason') or ''}")
+        return 0
+    if args.action == "prune":
+        removed = reg.prune(keep=args.keep)
+        print(f"removed {len(removed)} version(s)" + (f": {', '.join(removed)}" if removed else "")
+              + f"; kept the newest {args.keep}, the champion and its parent")
         return 0
     if args.action == "promote":
         if not args.version:
@@ -264,10 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--engine", choices=["local", "dask"], default="local")
     pr.set_defaults(func=cmd_predict)
 
-    f = sub.add_parser("feedback", help="submit labelled rows (class column = true label)")
-    f.add_argument("input")
-    f.add_argument("--source", default="cli")
-    f.add_argument("--max-mb", type=float, default=200.0)
+    f = sub.add_parser("feedback", help="submit, list, exclude or include labelled rows (`mushroom feedback "
+                       "IN.csv` is short for `mushroom feedback submit IN.csv`)")
+    fsub = f.add_subparsers(dest="action", required=True)
+    fs = fsub.add_parser("submit", help="submit labelled rows (class column = true label); waits for a retrain due")
+    fs.add_argument("input")
+    fs.add_argument("--source", default=None, help="who sent them (default cli:FILE-NAME)")
+    fs.add_argument("--max-mb", type=float, default=200.0)
+    fl = fsub.add_parser("list", help="list feedback rows with their ids, sources and exclusions")
+    fe = fsub.add_parser("exclude", help="leave rows out of training, K and reports (logged with a reason)")
+    fi = fsub.add_parser("include", help="take exclusions back")
+    for q in (fl, fe, fi):
+        q.add_argument("--source", help="only rows from this source")
+        q.add_argument("--since", help="only rows sent at or after this time (ISO, UTC)")
+    fl.add_argument("--contradicting", action="store_true", help="only rows contradicting the dataset's label")
+    fl.add_argument("--json", action="store_true")
+    for q in (fe, fi):
+        q.add_argument("ids", nargs="*", help="feedback ids (see `feedback list`)")
+        q.add_argument("--reason", help="why (required for exclude)")
+        q.add_argument("--retrain", action="store_true", help="retrain now and wait for the outcome")
     f.set_defaults(func=cmd_feedback)
 
     s = sub.add_parser("status", help="champion, metrics, feedback and retrain state")
@@ -281,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_identify)
 
     m = sub.add_parser("models", help="list, promote or roll back model versions")
-    m.add_argument("action", choices=["list", "promote", "rollback"])
+    m.add_argument("action", choices=["list", "promote", "rollback", "prune"])
     m.add_argument("version", nargs="?")
+    m.add_argument("--keep", type=int, default=10, help="prune: versions to keep (default 10)")
     m.set_defaults(func=cmd_models)
 
     r = sub.add_parser("report", help="run notebooks/report.ipynb: Evidently drift + quality report")
@@ -313,9 +392,22 @@ def _show_warning(message, *args, **kwargs) -> None:
     print(f"mushroom: warning: {one_line(message)}", file=sys.stderr)
 
 
+FEEDBACK_ACTIONS = ("submit", "list", "exclude", "include", "-h", "--help")
+
+
+def _feedback_shortcut(argv: list[str]) -> list[str]:
+    """`mushroom [--home H] feedback IN.csv ...` is `mushroom ... feedback submit IN.csv ...`."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 1 if "=" in argv[i] or argv[i] in ("-h", "--help") else 2  # --home H
+    if i + 1 < len(argv) and argv[i] == "feedback" and argv[i + 1] not in FEEDBACK_ACTIONS:
+        return [*argv[:i + 1], "submit", *argv[i + 1:]]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mushroom`` console script."""
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_feedback_shortcut(sys.argv[1:] if argv is None else list(argv)))
     warnings.simplefilter("ignore", DeprecationWarning)
     warnings.simplefilter("ignore", FutureWarning)
     warnings.showwarning = _show_warning

@@ -207,6 +207,9 @@ class Registry:
         meta = self.metadata(version)
         path = self.models_dir / meta["version"] / "model.skops"
         if not path.exists():
+            if meta.get("model_dropped"):
+                raise RegistryError(f"{meta['version']} was refused and its model file was dropped on "
+                                    f"{meta['model_dropped']} (only the newest refused versions keep theirs)")
             raise RegistryError(f"{meta['version']}: model.skops is missing")
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
@@ -363,3 +366,32 @@ class Registry:
         if not parent:
             raise RegistryError(f"{current} has no parent version to roll back to")
         return self.promote(parent, reason=f"rollback from {current}")
+
+    # ----------------------------------------------------------------- growth
+    def drop_rejected_models(self, keep: int = 3) -> list[str]:
+        """Refused versions keep metadata and reason; only the newest ``keep`` keep their model file (for a
+        forced promotion). Returns the versions whose model was dropped."""
+        with self._lock():
+            rejected = [v for v in self.versions() if self.metadata(v).get("status") == "rejected"
+                        and (self.models_dir / v / "model.skops").exists()]
+            dropped = rejected[:max(0, len(rejected) - keep)]
+            for v in dropped:
+                (self.models_dir / v / "model.skops").unlink()
+                self.set_status(v, "rejected", model_dropped=utc_now())
+        return dropped
+
+    def prune(self, keep: int = 10) -> list[str]:
+        """Remove all but the newest ``keep`` versions, never the champion or its parent. Returns the removed."""
+        if keep < 1:
+            raise ValueError(f"--keep must be at least 1, not {keep}")
+        with self._lock():
+            versions = self.versions()
+            champion = self.champion()
+            spare = {champion, self.metadata(champion).get("parent") if champion else None}
+            removed = [v for v in versions[:max(0, len(versions) - keep)] if v not in spare]
+            for v in removed:
+                gone = self.models_dir / f".tmp-prune-{v}"
+                os.rename(self.models_dir / v, gone)  # out of versions() at once, then deleted
+                shutil.rmtree(gone, ignore_errors=True)
+            fsync_dir(self.models_dir)
+        return removed

@@ -29,6 +29,9 @@ class Settings:
     report_on_promote: bool = True   #: build an Evidently report in the background after a promotion
     data_source: str | None = None   #: MUSHROOM_DATA
     reports_keep: int = 50           #: HTML reports and executed notebooks (per kind) kept (MUSHROOM_REPORTS_KEEP)
+    worker_idle_seconds: float = 300.0  #: the background worker exits after this long with nothing to do
+    retrain_timeout: float = 900.0    #: how long a waiting submit_feedback waits for its retrain's outcome
+    keep_rejected_models: int = 3     #: refused candidates keep their model file for the newest N only
 
     @property
     def data_dir(self) -> Path:
@@ -72,8 +75,13 @@ class Settings:
 
     @property
     def state_path(self) -> Path:
-        """Feedback-loop bookkeeping (rows consumed by the last retrain, its outcome)."""
+        """Feedback-loop bookkeeping: rows trained up to, rows claimed by queued retrains, the job queue."""
         return self.artifacts_dir / "loop_state.json"
+
+    @property
+    def worker_dir(self) -> Path:
+        """The background worker's lock, log and outcome files."""
+        return self.artifacts_dir / "worker"
 
     @property
     def lock_path(self) -> Path:
@@ -112,6 +120,9 @@ def get_settings(home: str | Path | None = None, **overrides) -> Settings:
         env["reports_keep"] = int(keep)
     env["report_on_promote"] = _env_bool("MUSHROOM_REPORT_ON_PROMOTE", True)
     env["data_source"] = os.environ.get("MUSHROOM_DATA") or None
+    for name, key in (("MUSHROOM_WORKER_IDLE", "worker_idle_seconds"), ("MUSHROOM_RETRAIN_TIMEOUT", "retrain_timeout")):
+        if os.environ.get(name):
+            env[key] = float(os.environ[name])
     env.update({k: v for k, v in overrides.items() if v is not None})
     if env.get("k", 10) < 1:
         raise ValueError("K (rows between retrains) must be at least 1")

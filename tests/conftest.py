@@ -11,6 +11,7 @@ import pytest
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MUSHROOM_REPORT_ON_PROMOTE", "0")  # tests that want the report turn it on
+os.environ.setdefault("MUSHROOM_WORKER_IDLE", "3")  # background workers started by a test leave soon after it
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -13,6 +16,7 @@ import warnings
 import pandas as pd
 import pytest
 
+from mushroom_lib import jobs
 from mushroom_lib.feedback import PROD_COLUMNS, FeedbackStore
 from mushroom_lib.registry import Registry
 from mushroom_lib.schema import FEATURES, SchemaError
@@ -213,98 +217,103 @@ from mushroom_lib.service import ModelService
 home, start, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 df = pd.read_csv(home + "/data/mushrooms.csv", dtype=str, keep_default_na=False)
 svc = ModelService(home)
-retrains = 0
+pending = []
 for i in range(start, start + n):
-    r = svc.submit_feedback(df.iloc[[i]], source=f"proc{start}")
-    retrains += r.retrained
-print(retrains)
+    r = svc.submit_feedback(df.iloc[[i]], source=f"proc{start}", wait=False)
+    if r.retrain_pending:
+        pending.append(r.future)
+finals = [f.result(timeout=600) for f in pending]
+print(sum(f.retrained for f in finals), len(finals))
 """
+
+
+def _worker_lifetimes(home) -> list[tuple[str, str]]:
+    """(started, stopped) log lines of every worker that served the home, in order."""
+    lines = (home / "artifacts" / "worker" / "worker.log").read_text().splitlines()
+    return [line for line in lines if "worker started" in line or "worker stopped" in line]
 
 
 @pytest.mark.slow
 def test_four_processes_times_100_rows(trained_home):
+    """4 processes x 100 single rows, K=10: one worker at a time, every K crossing queued once and covered by
+    exactly one retrain (piled-up crossings coalesced), no row lost or duplicated."""
     procs = [subprocess.Popen([sys.executable, "-c", _SUBMITTER, str(trained_home), str(1000 * i), "100"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**__import__("os").environ, "MUSHROOM_REPORT_ON_PROMOTE": "0"})
+                              env={**os.environ, "MUSHROOM_REPORT_ON_PROMOTE": "0"})
              for i in range(4)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=900) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
-    retrains = sum(int(o[0].strip().splitlines()[-1]) for o in outs)
     with open(trained_home / "data" / "prod_data.csv", newline="") as fh:
         recs = list(csv.reader(fh))
     assert recs[0] == PROD_COLUMNS
     body = recs[1:]
     assert len(body) == 400 and all(len(r) == len(PROD_COLUMNS) for r in body)
-    per_source = pd.Series([r[-1] for r in body]).value_counts()
+    assert [int(r[-1]) for r in body] == list(range(1, 401))  # feedback ids: file order, no gap
+    per_source = pd.Series([r[-2] for r in body]).value_counts()
     assert sorted(per_source.tolist()) == [100, 100, 100, 100]
-    # no row lost or duplicated: each process's 100 rows are all there, in its order
     data = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
     for i in range(4):
-        mine = [r[:22] for r in body if r[-1] == f"proc{1000 * i}"]
+        mine = [r[:22] for r in body if r[-2] == f"proc{1000 * i}"]
         assert mine == data.iloc[1000 * i:1000 * i + 100][FEATURES].values.tolist()
-    registry = Registry(get_settings(trained_home))
+    settings = get_settings(trained_home)
+    # every waiting receipt got a retrain; 40 crossings of K were queued, each exactly once
+    retrained, waited = map(sum, zip(*(map(int, o[0].split()) for o in outs)))
+    assert retrained == waited == 40
+    outcomes = jobs.outcomes(settings)
+    covered = [j for o in outcomes for j in o["jobs"]]
+    assert sorted(covered) == list(range(1, 41))  # each job covered by exactly one retrain
+    assert all(o["status"] in ("promoted", "rejected") for o in outcomes)
+    registry = Registry(settings)
     versions = registry.versions()
-    numbers = [int(v[1:]) for v in versions]
-    assert numbers == list(range(1, len(versions) + 1))  # strictly increasing, no gaps or duplicates
-    assert retrains == 40 == len(versions) - 1  # every 10th row, exactly once across all processes
-    feedback_counts = [registry.metadata(v)["feedback_rows"] for v in versions[1:]]
-    assert feedback_counts == list(range(10, 401, 10))
+    assert [int(v[1:]) for v in versions] == list(range(1, len(versions) + 1))
+    assert len(versions) - 1 == len(outcomes) <= 40
+    uptos = [registry.metadata(v)["feedback_upto_id"] for v in versions[1:]]
+    assert uptos == sorted(set(uptos)) and uptos[-1] == 400 and all(u % 10 == 0 for u in uptos)
+    assert ModelService(trained_home).status()["rows_until_retrain"] == 10
+    # one worker at a time: its log alternates started / stopped
+    marks = ["started" if "started" in line else "stopped" for line in _worker_lifetimes(trained_home)]
+    assert marks[0] == "started" and all(a != b for a, b in zip(marks, marks[1:])), marks
 
 
-_RETRAINER = r"""
-import sys, pandas as pd
-from mushroom_lib.service import ModelService
-home, start = sys.argv[1], int(sys.argv[2])
-df = pd.read_csv(home + "/data/mushrooms.csv", dtype=str, keep_default_na=False)
-svc = ModelService(home)
-print("ready", flush=True)
-svc.submit_feedback(df.iloc[start:start + 10])
-print("done", flush=True)
-"""
-
-
-def _kill_during_retrain(home, delay: float) -> str:
-    """Start a retrain in a child process, SIGKILL it after ``delay`` seconds, check the aftermath."""
-    proc = subprocess.Popen([sys.executable, "-c", _RETRAINER, str(home), "2000"],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(delay)
-    proc.kill()
-    proc.wait(30)
+def _kill_worker_during_retrain(home, delay: float) -> str:
+    """Queue a retrain, SIGKILL the worker ``delay`` s into it, check the champion serves and it recovers."""
+    settings = get_settings(home)
     svc = ModelService(home)
-    # the champion loads and serves
-    out = svc.predict(dataset_rows(home, 3).drop(columns="class"))
-    assert len(out) == 3 and out["model_version"][0] == svc.model_version
-    # prod_data.csv is intact: whole rows only
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prod = FeedbackStore(svc.settings).read()
-    assert len(prod) in (0, 10)
-    registry = Registry(svc.settings)
-    settled = [v for v in registry.versions()
-               if registry.metadata(v)["status"] != "candidate" or v == registry.champion()]
-    if len(prod) == 0:
-        outcome = "before append"
-    elif len(settled) == 1:
-        outcome = "retrain lost"
-    else:
-        outcome = "retrain finished"
+    receipt = svc.submit_feedback(dataset_rows(home, 10, start=2000), wait=False)
+    assert receipt.retrain_pending
+    paths = jobs.paths(settings)
+    deadline = time.monotonic() + 120
+    while (jobs.last_retrain(settings) or {}).get("status") != "running":  # bounded: the worker took the job
+        assert time.monotonic() < deadline, "the worker never started the retrain"
+        time.sleep(0.01)
+    time.sleep(delay)
+    os.kill(json.loads(paths["pid"].read_text())["pid"], signal.SIGKILL)
+    # the last good model serves meanwhile
+    out = ModelService(home).predict(dataset_rows(home, 3).drop(columns="class"))
+    assert len(out) == 3 and out["model_version"][0] in ("v0001", "v0002")
+    # the waiting receipt sees the dead worker, starts a new one and gets the retrain's outcome
+    final = receipt.future.result(timeout=300)
+    assert final.retrained and final.candidate_version
+    registry = Registry(settings)
+    settled = [v for v in registry.versions() if 1 in registry.metadata(v).get("feedback_jobs", [])
+               and registry.metadata(v)["status"] != "candidate"]
+    assert settled == [final.candidate_version]  # the crossing was retrained exactly once
+    assert len(FeedbackStore(settings).read()) == 10
     r = svc.submit_feedback(dataset_rows(home, 1, start=3000))
-    assert r.retrained == (outcome == "retrain lost")  # a lost retrain is redone by the next submission
-    assert ModelService(home).predict(dataset_rows(home, 1).drop(columns="class"))["model_version"][0]
-    return outcome
+    assert not r.retrained and r.rows_until_retrain == 9
+    return "adopted" if jobs.outcomes(settings)[-1].get("recovered") else "redone"
 
 
 @pytest.mark.slow
-def test_sigkill_at_several_points_of_a_retrain(trained_home, tmp_path):
+def test_killed_worker_leaves_the_champion_serving_and_the_retrain_recovers(trained_home, tmp_path):
     outcomes = {}
-    for delay in (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0, 1.3, 1.8, 3.0):
+    for delay in (0.0, 0.3, 1.0):
         home = tmp_path / f"kill-{delay}"
         shutil.copytree(trained_home, home)
-        outcomes[delay] = _kill_during_retrain(home, delay)
-    # the kills really landed inside the retrain, and on both sides of it
-    assert "retrain lost" in outcomes.values(), outcomes
-    assert "retrain finished" in outcomes.values(), outcomes
+        outcomes[delay] = _kill_worker_during_retrain(home, delay)
+    assert "redone" in outcomes.values(), outcomes
+
+
 def test_damaged_pointer_keeps_the_model_in_memory_serving(trained_home):
     from mushroom_lib.service import ModelService
     import pandas as pd

@@ -94,7 +94,7 @@ def _read_rows(path: Path, settings: Settings | None) -> tuple[pd.DataFrame | No
     if settings is not None and path.resolve() == settings.prod_path.resolve():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df = FeedbackStore(settings).read()
+            df = FeedbackStore(settings).read(include_excluded=False)  # excluded feedback stays out
         return df, [str(w.message) for w in caught]
     df = read_csv_file(path)
     df.columns = [str(c).strip().lstrip("\ufeff") for c in df.columns]
