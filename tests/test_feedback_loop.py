@@ -98,25 +98,25 @@ def test_k_is_configurable(trained_home):
     assert svc.submit_feedback(rows.iloc[[2]]).retrained
 
 
-def test_gate_refuses_poisoned_feedback_and_champion_keeps_serving(trained_home):
-    """Poisonous rows labelled edible are accepted and counted, but the gate keeps them from serving."""
+def test_poisoned_feedback_never_teaches_edible(trained_home):
+    """Poisonous rows labelled edible are accepted and counted, but they never make a poisonous mushroom
+    edible: a feature row reported with both labels is kept out of training and called poisonous by rule."""
     svc = ModelService(trained_home)
     data = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
     poisonous = data[data["class"] == "p"].sample(400, random_state=0).reset_index(drop=True)
     poisonous["class"] = "e"  # lies: deadly mushrooms called edible
     before = svc.predict(poisonous.drop(columns="class"))
+    assert (before["prediction"] == "poisonous").all()
     r = svc.submit_feedback(poisonous)
     assert r.contradictions == 400
-    assert r.retrained and not r.promoted
-    assert "false_edible" in r.reason
-    meta = Registry(svc.settings).metadata(r.candidate_version)
-    assert meta["status"] == "rejected" and "false_edible" in (meta["reason"] or "")
-    assert svc.model_version == "v0001" and r.model_version == "v0001"
+    assert r.retrained
+    # the lies are kept out of training, so the candidate is as safe as the champion and serves
+    assert r.promoted and svc.model_version == r.candidate_version
     after = svc.predict(poisonous.drop(columns="class"))
-    assert (after["prediction"] == before["prediction"]).all()
+    assert (after["prediction"] == "poisonous").all()
+    assert after["reason"].str.contains("conflicting reports").any()
     st = svc.status()
     assert st["contradicting_feedback_rows"] == 400
-    assert st["last_retrain"]["status"] == "rejected"
 
 
 def test_other_service_swaps_before_its_next_prediction(trained_home):
