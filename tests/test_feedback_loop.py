@@ -94,25 +94,25 @@ def test_k_is_configurable(trained_home):
     assert svc.submit_feedback(rows.iloc[[2]]).retrained
 
 
-def test_gate_refuses_poisoned_feedback_and_champion_keeps_serving(trained_home):
-    """Poisonous rows labelled edible are accepted and counted, but the gate keeps them from serving."""
+def test_poisoned_feedback_never_teaches_edible(trained_home):
+    """Poisonous rows labelled edible are accepted and counted; as conflicting reports they are kept out of
+    training and called poisonous by rule, so the lie never serves (issue 12 part 3)."""
     svc = ModelService(trained_home)
     data = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
     poisonous = data[data["class"] == "p"].sample(400, random_state=0).reset_index(drop=True)
     poisonous["class"] = "e"  # lies: deadly mushrooms called edible
     before = svc.predict(poisonous.drop(columns="class"))
+    assert (before["prediction"] == "poisonous").all()
     r = svc.submit_feedback(poisonous)
-    assert r.contradictions == 400
-    assert r.retrained and not r.promoted
-    assert "false_edible" in r.reason
+    assert r.contradictions == 400 and r.retrained
     meta = Registry(svc.settings).metadata(r.candidate_version)
-    assert meta["status"] == "rejected" and "false_edible" in (meta["reason"] or "")
-    assert svc.model_version == "v0001" and r.model_version == "v0001"
+    in_training = 400 - meta["feedback_rows_excluded_as_holdout"]
+    assert meta["conflicting_rows_total"] == in_training > 0
     after = svc.predict(poisonous.drop(columns="class"))
-    assert (after["prediction"] == before["prediction"]).all()
-    st = svc.status()
-    assert st["contradicting_feedback_rows"] == 400
-    assert st["last_retrain"]["status"] == "rejected"
+    assert (after["prediction"] == "poisonous").all()
+    if r.promoted:
+        assert (after["reason"] != "").sum() >= in_training
+    assert svc.status()["contradicting_feedback_rows"] == 400
 
 
 def test_other_service_swaps_before_its_next_prediction(trained_home):
