@@ -99,8 +99,8 @@ def test_k_is_configurable(trained_home):
 
 
 def test_poisoned_feedback_never_teaches_edible(trained_home):
-    """Poisonous rows labelled edible are accepted and counted, but they never make a poisonous mushroom
-    edible: a feature row reported with both labels is kept out of training and called poisonous by rule."""
+    """Poisonous rows labelled edible are accepted and counted; as conflicting reports they are kept out of
+    training and called poisonous by rule, so the lie never serves (issue 12 part 3)."""
     svc = ModelService(trained_home)
     data = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
     poisonous = data[data["class"] == "p"].sample(400, random_state=0).reset_index(drop=True)
@@ -108,15 +108,16 @@ def test_poisoned_feedback_never_teaches_edible(trained_home):
     before = svc.predict(poisonous.drop(columns="class"))
     assert (before["prediction"] == "poisonous").all()
     r = svc.submit_feedback(poisonous)
-    assert r.contradictions == 400
-    assert r.retrained
+    assert r.contradictions == 400 and r.retrained
+    meta = Registry(svc.settings).metadata(r.candidate_version)
+    in_training = 400 - meta["feedback_rows_excluded_as_holdout"]
+    assert meta["conflicting_rows_total"] == in_training > 0
     # the lies are kept out of training, so the candidate is as safe as the champion and serves
     assert r.promoted and svc.model_version == r.candidate_version
     after = svc.predict(poisonous.drop(columns="class"))
     assert (after["prediction"] == "poisonous").all()
-    assert after["reason"].str.contains("conflicting reports").any()
-    st = svc.status()
-    assert st["contradicting_feedback_rows"] == 400
+    assert (after["reason"] == "conflicting reports").sum() >= in_training
+    assert svc.status()["contradicting_feedback_rows"] == 400
 
 
 def test_other_service_swaps_before_its_next_prediction(trained_home):

@@ -115,12 +115,13 @@ def test_train_notebook_trains_registers_promotes_and_plots(trained_home):
     assert Registry(settings).champion() == "v0002"
     figures = [out["data"][PLOTLY] for out in outputs(path) if PLOTLY in out.get("data", {})]
     titles = [f["layout"]["title"]["text"] for f in figures]
-    assert len(figures) == 5, titles
+    assert len(figures) == 6, titles
+    assert any(t.startswith("Reliability of p_poisonous") for t in titles)
     assert any("explained variance" in t for t in titles)
     assert any(d["type"] == "scatter3d" for d in figures[1]["data"])
     assert any("confusion matrix" in t for t in titles)
     assert any("threshold" in json.dumps(f["layout"]) for f in figures)
-    assert [d["x"] for d in figures[4]["data"]][0] == [2, 3, 5]  # false_edible against n_components
+    assert [d["x"] for d in figures[5]["data"]][0] == [2, 3, 5]  # false_edible against n_components
 
 
 def test_report_notebook_writes_html_one_snapshot_per_run_and_the_last_report(trained_home):
