@@ -42,6 +42,7 @@ def write_prod(home: Path, rows: pd.DataFrame, prediction=None, p=None) -> None:
     out["model_version"] = "v0001"
     out["timestamp"] = "2025-01-01T00:00:00.000Z"
     out["source"] = "test"
+    out["feedback_id"] = range(1, len(out) + 1)
     path = get_settings(home).prod_path
     path.parent.mkdir(parents=True, exist_ok=True)
     out[PROD_COLUMNS].to_csv(path, index=False, lineterminator="\n")
