@@ -21,7 +21,7 @@ import pandas as pd
 from .feedback_loop import FeedbackLoop, Receipt
 from .feedback_review import FeedbackReview
 from .registry import Registry, RegistryError
-from .schema import records_to_frame, validate_frame
+from .schema import FEATURES, records_to_frame, validate_frame
 from .scoring import Scorer
 from .settings import Settings, get_settings
 
