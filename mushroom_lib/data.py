@@ -132,6 +132,7 @@ def acquire(settings: Settings, source: str | None = None, *, timeout: float = 3
     if not (target.exists() and target.read_bytes() == body):
         atomic_write_bytes(target, body)
     balance = {k: int(v) for k, v in df[TARGET].value_counts().sort_index().items()}
+    write_samples(settings)
     return AcquireResult(target, chosen, len(df), balance, notes)
 
 
@@ -209,3 +210,38 @@ def synthetic_frame(n: int = 200, seed: int = 0, *, with_class: bool = True) -> 
         poisonous = df["odor"].isin(["f", "y", "p", "c", "m", "s"]) | (df["spore-print-color"] == "r")
         df.insert(0, TARGET, np.where(poisonous, "p", "e"))
     return df
+
+
+SAMPLE_ROWS = 20
+
+
+def training_sample(settings: Settings, n: int = SAMPLE_ROWS, *, offset: int = 0) -> pd.DataFrame:
+    """``n`` rows of the training split (never the holdout), half edible and half poisonous, spread evenly
+    over it and interleaved, with ``class``; ``offset`` picks a different set of rows."""
+    train, _ = load_split(settings)
+    parts = []
+    for label in sorted(train[TARGET].unique()):
+        part = train[train[TARGET] == label]
+        want = n // 2 if len(parts) == 0 else n - n // 2
+        step = max(1, len(part) // max(1, want))
+        parts.append(part.iloc[offset % step::step].head(want).reset_index(drop=True))
+    mixed = pd.concat(parts, keys=range(len(parts))).swaplevel().sort_index(kind="stable")
+    return mixed.reset_index(drop=True)[COLUMNS]
+
+
+def write_samples(settings: Settings) -> list[Path]:
+    """data/samples/sample_labelled.csv and sample_unlabelled.csv (20 training rows each, different rows),
+    for a first try of the CLI, the API and the dashboard. A dataset too small to split gets none (warned)."""
+    try:
+        labelled = training_sample(settings)
+        unlabelled = training_sample(settings, offset=1).drop(columns=[TARGET])
+    except ValueError as exc:  # e.g. a class with a single row cannot be split
+        warnings.warn(f"no sample files written: {exc}", stacklevel=2)
+        return []
+    folder = settings.dataset_path.parent / "samples"
+    out = []
+    for name, frame in (("sample_labelled.csv", labelled), ("sample_unlabelled.csv", unlabelled)):
+        path = folder / name
+        atomic_write_bytes(path, frame.to_csv(index=False, lineterminator="\n").encode())
+        out.append(path)
+    return out

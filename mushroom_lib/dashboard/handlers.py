@@ -1,0 +1,144 @@
+"""Voila's kernel websocket, kernel REST, shutdown and page handlers, guarded for a room full of visitors.
+
+:func:`replace_handlers` swaps them into Voila's handler list (``server.MushroomVoila.init_handlers``).
+Limits come from the tornado setting ``mushroom`` (max_kernels, close_grace, pool) that ``voila_config`` sets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger("mushroom_lib.dashboard")
+
+
+def _limits(handler) -> dict:
+    return handler.settings.get("mushroom", {})
+
+
+async def shutdown_if_abandoned(manager, kernel_id: str) -> bool:
+    """Shut a kernel down if no websocket is connected to it (its page closed). True if it was shut down."""
+    if kernel_id not in manager:
+        return False
+    if manager.kernel_model(kernel_id).get("connections", 0) > 0:
+        return False  # the page reconnected within the grace period
+    log.warning("Shutting down kernel %s: its page closed", kernel_id)
+    await manager.shutdown_kernel(kernel_id)
+    return True
+
+
+def message_allowed(ws_message) -> bool:
+    """Whether a v1 websocket message from a page may reach its kernel (never control or shutdown)."""
+    from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+    from .server import REFUSED_MSG_TYPES
+
+    if not isinstance(ws_message, bytes):
+        return False  # v1 messages are binary; the legacy JSON protocol is refused at the upgrade
+    try:
+        channel, parts = deserialize_msg_from_ws_v1(ws_message)
+        msg_type = json.loads(parts[0]).get("msg_type")
+    except (ValueError, IndexError, AttributeError, UnicodeDecodeError):
+        return False
+    return channel in ("shell", "stdin") and msg_type not in REFUSED_MSG_TYPES
+
+
+def websocket_handler_class():
+    from tornado import web
+    from tornado.ioloop import IOLoop
+    from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
+
+    from .server import V1_SUBPROTOCOL
+
+    class GuardedKernelWebsocketHandler(VoilaKernelWebsocketHandler):
+        """v1 subprotocol only; control and shutdown messages dropped; the kernel freed when the page goes."""
+
+        async def get(self, *args, **kwargs):
+            offered = [p.strip() for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+            if V1_SUBPROTOCOL not in offered:
+                raise web.HTTPError(400, f"only the {V1_SUBPROTOCOL} websocket subprotocol is accepted")
+            return await super().get(*args, **kwargs)
+
+        def select_subprotocol(self, subprotocols):
+            return V1_SUBPROTOCOL if V1_SUBPROTOCOL in subprotocols else None
+
+        def on_message(self, ws_message):
+            if message_allowed(ws_message):
+                return super().on_message(ws_message)
+            log.warning("Dropped a control/shutdown message from the page of kernel %s", self.kernel_id)
+            return None
+
+        def on_close(self):
+            super().on_close()
+            grace = _limits(self).get("close_grace", 10)
+            manager, kernel_id = self.kernel_manager, self.kernel_id
+            IOLoop.current().call_later(grace, lambda: IOLoop.current().add_callback(
+                shutdown_if_abandoned, manager, kernel_id))
+
+    return VoilaKernelWebsocketHandler, GuardedKernelWebsocketHandler
+
+
+def kernel_handler_class():
+    from jupyter_server.services.kernels.handlers import KernelHandler
+    from tornado import web
+
+    class ReadOnlyKernelHandler(KernelHandler):
+        """GET tells whether a kernel lives; nobody deletes one through REST (its page closing frees it)."""
+
+        async def delete(self, kernel_id):
+            raise web.HTTPError(405, "kernels stop when their page closes")
+
+    return KernelHandler, ReadOnlyKernelHandler
+
+
+def shutdown_handler_class():
+    from jupyter_server.base.handlers import APIHandler
+    from tornado import web
+    from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
+
+    class NoShutdownHandler(APIHandler):
+        """The page's beforeunload call: refused for everyone (its kernel is shut down when the websocket closes)."""
+
+        async def post(self, kernel_id):
+            raise web.HTTPError(405, "kernels stop when their page closes")
+
+    return VoilaShutdownKernelHandler, NoShutdownHandler
+
+
+def page_handler_class():
+    from voila.tornado.handler import TornadoVoilaHandler
+
+    from .server import FULL_PAGE
+
+    class CappedVoilaHandler(TornadoVoilaHandler):
+        """The page, unless ``max_kernels`` pages are open: then a plain page that retries by itself."""
+
+        starting = 0  # page requests in flight (their kernels may not be listed yet)
+
+        def _full(self) -> bool:
+            limits = _limits(self)
+            manager = self.kernel_manager
+            pool = manager.get_pool_size(self.notebook_path) if hasattr(manager, "get_pool_size") else 0
+            pages = max(0, len(manager.list_kernel_ids()) - pool) + CappedVoilaHandler.starting
+            return pages >= limits.get("max_kernels", 8)
+
+        async def get(self, path=None):
+            if self._full():
+                self.set_status(503)
+                self.set_header("Retry-After", "5")
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.finish(FULL_PAGE.format(retry=5, limit=_limits(self).get("max_kernels", 8)))
+                return
+            CappedVoilaHandler.starting += 1
+            try:
+                return await super().get(path)
+            finally:
+                CappedVoilaHandler.starting -= 1
+
+    return TornadoVoilaHandler, CappedVoilaHandler
+
+
+def replace_handlers(handlers: list) -> list:
+    """Voila's handler list with the guarded classes in place of the originals."""
+    swaps = dict([websocket_handler_class(), kernel_handler_class(), shutdown_handler_class(), page_handler_class()])
+    return [(h[0], swaps.get(h[1], h[1]), *h[2:]) for h in handlers]
