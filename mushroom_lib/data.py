@@ -169,8 +169,6 @@ class Split:
 
 def make_split(settings: Settings, *, force: bool = False) -> Split:
     """Create (or reuse) the stratified split; it is persisted so the holdout never enters training."""
-    from sklearn.model_selection import train_test_split
-
     digest = dataset_sha256(settings)
     saved = read_json(settings.split_path)
     if saved and not force and saved.get("dataset_sha256") == digest:
@@ -178,6 +176,8 @@ def make_split(settings: Settings, *, force: bool = False) -> Split:
     if saved and not force:
         raise DataError(f"{settings.split_path} belongs to another dataset (sha256 differs); "
                         "remove it or train with --resplit to make a new split")
+    from sklearn.model_selection import train_test_split  # only to make a new split
+
     df = load_dataset(settings)
     idx = list(range(len(df)))
     train, holdout = train_test_split(idx, test_size=settings.test_size, stratify=df[TARGET],

@@ -62,7 +62,7 @@ class FeedbackFlow:
             return None
         pos = self.state.position_of(row_number)
         if pos is None:
-            self.msg.error(f"there is no row {str(row_number)[:20]!r} in the grid")
+            self.msg.error(f"there is no row {str(row_number)[:20]} in the grid")
             return None
         if not self.state.rows.at[pos, "true label"]:
             self.msg.error(f"row {row_number} has no true label yet; set it in the 'true label' column")

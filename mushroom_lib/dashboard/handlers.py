@@ -27,18 +27,31 @@ async def shutdown_if_abandoned(manager, kernel_id: str) -> bool:
     return True
 
 
+def _v1_channel_and_type(ws_message: bytes) -> tuple[str, str | None]:
+    """(channel, msg_type) of a v1 websocket message; ValueError if it is not one (checked bounds first:
+    the count of offsets is the client's word, and jupyter_server's own parser trusts it)."""
+    if len(ws_message) < 8 * 3:
+        raise ValueError("too short")
+    count = int.from_bytes(ws_message[:8], "little")
+    if not 3 <= count <= 64 or len(ws_message) < 8 * (count + 1):
+        raise ValueError("bad offset count")
+    offsets = [int.from_bytes(ws_message[8 * (i + 1):8 * (i + 2)], "little") for i in range(count)]
+    if offsets != sorted(offsets) or offsets[-1] > len(ws_message):
+        raise ValueError("bad offsets")
+    channel = ws_message[offsets[0]:offsets[1]].decode("utf-8")
+    header = json.loads(ws_message[offsets[1]:offsets[2]])
+    return channel, header.get("msg_type") if isinstance(header, dict) else None
+
+
 def message_allowed(ws_message) -> bool:
     """Whether a v1 websocket message from a page may reach its kernel (never control or shutdown)."""
-    from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
-
     from .server import REFUSED_MSG_TYPES
 
     if not isinstance(ws_message, bytes):
         return False  # v1 messages are binary; the legacy JSON protocol is refused at the upgrade
     try:
-        channel, parts = deserialize_msg_from_ws_v1(ws_message)
-        msg_type = json.loads(parts[0]).get("msg_type")
-    except (ValueError, IndexError, AttributeError, UnicodeDecodeError):
+        channel, msg_type = _v1_channel_and_type(ws_message)
+    except (ValueError, UnicodeDecodeError):
         return False
     return channel in ("shell", "stdin") and msg_type not in REFUSED_MSG_TYPES
 
