@@ -15,11 +15,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..schema import CODES, FEATURES, SchemaError
+from ..schema import CODES, SchemaError
 from ..settings import Settings, get_settings
 from . import views
 from .feedback import FeedbackFlow
-from .form import ManualForm
+from .form import ManualForm, ManualFormFlow
 from .plot import PlotView, plot_traces, reference_cloud
 from .source import ModelSource
 from .state import GridState, Upload, parse_upload
@@ -29,7 +29,7 @@ log = logging.getLogger("mushroom_lib.dashboard")
 SECTIONS = ["Enter one mushroom by hand", "3-D PCA view", "What the codes mean"]
 
 
-class Dashboard(FeedbackFlow):
+class Dashboard(FeedbackFlow, ManualFormFlow):
     """The page: upload or sample, editable grid, feedback, manual form, 3-D view, download, model badge."""
 
     def __init__(self, home: str | Path | None = None, *, settings: Settings | None = None, service=None,
@@ -261,61 +261,6 @@ class Dashboard(FeedbackFlow):
         for row, label in labels.items():
             self.edit_cell(row, "true label", label)
 
-    # ------------------------------------------------------------- manual form
-    @property
-    def form(self) -> dict:
-        """feature -> Dropdown of the manual form (built on first use)."""
-        return self.form_view.build()
-
-    def _manual_frame(self) -> pd.DataFrame | None:
-        from ..schema import validate_frame
-
-        missing, unknown = self.form_view.missing(), self.form_view.unknown()
-        if missing:
-            self.form_view.show_result(f"<span class='refused'>choose: {esc(', '.join(missing))}</span>")
-            return None
-        if unknown:
-            self._identify()
-            return None
-        self.form_view.show_identification(None)
-        return validate_frame(pd.DataFrame([self.form_view.values()])).features
-
-    def _identify(self) -> None:
-        """Some features unknown: the partial-identification panel (answers once ``identify`` is wired)."""
-        given = self.form_view.given()
-        if self.identify is None:
-            self.form_view.show_result("<span class='refused'>partial identification is not available yet; "
-                                       "choose a code for every feature. Unknown means poisonous.</span>")
-            return
-        self.form_view.show_result("")
-        self.form_view.show_identification(self.identify(given))
-
-    def predict_manual(self):
-        """Predict the mushroom described by the 22 dropdowns; returns the scored row (or None)."""
-        feats = self._manual_frame()
-        if feats is None:
-            return None
-        scored = self.model.score(feats).iloc[0]
-        word = scored[PREDICTION]
-        unc = " — uncertain, treat as poisonous" if bool(scored[UNCERTAIN]) else ""
-        reason = f"; {scored['reason']}" if scored.get("reason") else ""
-        self.form_view.show_result(f"<span class='mushroom-result-{esc(word)}'>{esc(word)}</span> (p_poisonous "
-                                   f"{float(scored[P_POISONOUS]):.3f}{esc(unc)}{esc(reason)}, model "
-                                   f"{esc(scored['model_version'])})")
-        return scored
-
-    def add_manual_row(self) -> None:
-        """Append the hand-entered mushroom to the grid, so it can be labelled and sent."""
-        feats = self._manual_frame()
-        if feats is None:
-            return
-        with self._lock:
-            number = self.state.append(feats, self.model.score(feats))
-            self._push_grid()
-        self.predict_manual()
-        self.msg.say(f"added row {number} to the grid")
-        self._refresh_plot(create=True)
-
     # -------------------------------------------------------------------- plot
     @property
     def figure(self):
@@ -351,4 +296,4 @@ class Dashboard(FeedbackFlow):
         return data
 
 
-__all__ = ["Dashboard", "FEATURES"]
+__all__ = ["Dashboard"]

@@ -12,7 +12,6 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..schema import CODES, FEATURES
-from .state import GridState
 from .values import P_POISONOUS, PREDICTION, SENT, TRUE_LABEL, UNCERTAIN, esc, plain
 
 CSS = """
@@ -247,7 +246,3 @@ def legend_html() -> str:
                    "</td></tr>" for f in FEATURES)
     return f"<table class='mushroom-legend'>{rows}</table>"
 
-
-def grid_state_note(state: GridState) -> str:
-    """One line on how many rows are labelled and ready to send."""
-    return f"{state.labelled_count()} labelled row(s) ready to send"
