@@ -167,8 +167,9 @@ class Split:
     dataset_sha256: str
 
 
-def make_split(settings: Settings, *, force: bool = False) -> Split:
-    """Create (or reuse) the stratified split; it is persisted so the holdout never enters training."""
+def make_split(settings: Settings, *, force: bool = False, persist: bool = True) -> Split:
+    """Create (or reuse) the stratified split; it is persisted so the holdout never enters training
+    (``persist=False``: the same split, computed but not written)."""
     digest = dataset_sha256(settings)
     saved = read_json(settings.split_path)
     if saved and not force and saved.get("dataset_sha256") == digest:
@@ -184,7 +185,8 @@ def make_split(settings: Settings, *, force: bool = False) -> Split:
                                       random_state=settings.seed)
     split = Split(sorted(int(i) for i in train), sorted(int(i) for i in holdout), settings.seed,
                   settings.test_size, digest)
-    atomic_write_json(settings.split_path, split.__dict__)
+    if persist:
+        atomic_write_json(settings.split_path, split.__dict__)
     return split
 
 
@@ -218,7 +220,8 @@ SAMPLE_ROWS = 20
 def training_sample(settings: Settings, n: int = SAMPLE_ROWS, *, offset: int = 0) -> pd.DataFrame:
     """``n`` rows of the training split (never the holdout), half edible and half poisonous, spread evenly
     over it and interleaved, with ``class``; ``offset`` picks a different set of rows."""
-    train, _ = load_split(settings)
+    df = load_dataset(settings)
+    train = df.iloc[make_split(settings, persist=False).train].reset_index(drop=True)
     parts = []
     for label in sorted(train[TARGET].unique()):
         part = train[train[TARGET] == label]
