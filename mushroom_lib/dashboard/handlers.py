@@ -132,8 +132,10 @@ def page_handler_class():
             limits = _limits(self)
             manager = self.kernel_manager
             pool = manager.get_pool_size(self.notebook_path) if hasattr(manager, "get_pool_size") else 0
-            pages = max(0, len(manager.list_kernel_ids()) - pool) + CappedVoilaHandler.starting
-            return pages >= limits.get("max_kernels", 8)
+            listed = max(0, len(manager.list_kernel_ids()) - pool)
+            # a request in flight may or may not have its kernel listed yet: count the larger of the two, so
+            # a burst can never start more than twice the cap, and a normal arrival is never refused early
+            return max(listed, CappedVoilaHandler.starting) >= limits.get("max_kernels", 8)
 
         async def get(self, path=None):
             if self._full():
