@@ -87,7 +87,7 @@ def check_host(host: str, token: str | None) -> None:
 
 
 def voila_config(port: int, *, host: str = "127.0.0.1", token: str | None = None, pool: int = 2,
-                 max_kernels: int = 8, close_grace: int = 10, cull_idle_seconds: int = 120, fill_delay: float = 3.0):
+                 max_kernels: int = 8, close_grace: int = 10, cull_idle_seconds: int = 120, fill_delay: float = 15.0):
     """The traitlets configuration ``serve`` runs Voila with."""
     from traitlets.config import Config
 
@@ -107,7 +107,8 @@ def voila_config(port: int, *, host: str = "127.0.0.1", token: str | None = None
     c.VoilaConfiguration.default_pool_size = int(pool)
     c.VoilaConfiguration.file_allowlist = []  # nothing next to the notebook is served
     c.VoilaConfiguration.extension_denylist = list(UNUSED_EXTENSIONS)
-    # refill the pool after a burst, not during it: a refill competes with the pages being served
+    # refill the pool after a burst, not during it: starting a kernel renders the notebook in the server
+    # process, which blocks the websockets of the pages being served (all of a burst waited for it)
     c.VoilaKernelManager.fill_delay = float(fill_delay)
     # kernels whose page never connected (a tab closed while loading) are culled when idle
     c.MappingKernelManager.cull_idle_timeout = int(cull_idle_seconds)
