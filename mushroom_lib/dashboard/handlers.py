@@ -137,6 +137,15 @@ def page_handler_class():
             # a burst can never start more than twice the cap, and a normal arrival is never refused early
             return max(listed, CappedVoilaHandler.starting) >= limits.get("max_kernels", 8)
 
+        def should_use_rendered_notebook(self, notebook_data, pool_size, template_name, theme, request_args):
+            """Take a pre-heated kernel only when one is ready: a visitor past the pool starts a kernel at
+            once instead of queueing behind a refill that waits ``fill_delay`` (Voila's ``_pools`` is the only
+            place that says whether the next pool kernel is ready)."""
+            pool = getattr(self.kernel_manager, "_pools", {}).get(self.notebook_path, [])
+            if not pool or not pool[0].done():
+                return False
+            return super().should_use_rendered_notebook(notebook_data, pool_size, template_name, theme, request_args)
+
         async def get(self, path=None):
             if self._full():
                 self.set_status(503)
