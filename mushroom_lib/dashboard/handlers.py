@@ -131,11 +131,16 @@ def page_handler_class():
         def _full(self) -> bool:
             limits = _limits(self)
             manager = self.kernel_manager
-            pool = manager.get_pool_size(self.notebook_path) if hasattr(manager, "get_pool_size") else 0
-            listed = max(0, len(manager.list_kernel_ids()) - pool)
+            listed = max(0, len(manager.list_kernel_ids()) - self._ready_pool())
             # a request in flight may or may not have its kernel listed yet: count the larger of the two, so
             # a burst can never start more than twice the cap, and a normal arrival is never refused early
             return max(listed, CappedVoilaHandler.starting) >= limits.get("max_kernels", 8)
+
+        def _ready_pool(self) -> int:
+            """Pre-heated kernels waiting for a visitor (a refill still starting counts as a page until ready:
+            Voila's ``_pools`` holds the only record of which kernels are the pool's)."""
+            pool = getattr(self.kernel_manager, "_pools", {}).get(self.notebook_path, [])
+            return sum(1 for task in pool if task.done() and not task.cancelled() and task.exception() is None)
 
         def should_use_rendered_notebook(self, notebook_data, pool_size, template_name, theme, request_args):
             """Take a pre-heated kernel only when one is ready: a visitor past the pool starts a kernel at
