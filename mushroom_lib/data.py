@@ -221,7 +221,11 @@ def training_sample(settings: Settings, n: int = SAMPLE_ROWS, *, offset: int = 0
     """``n`` rows of the training split (never the holdout), half edible and half poisonous, spread evenly
     over it and interleaved, with ``class``; ``offset`` picks a different set of rows."""
     df = load_dataset(settings)
-    train = df.iloc[make_split(settings, persist=False).train].reset_index(drop=True)
+    try:
+        split = make_split(settings, persist=False)
+    except DataError:  # split.json is of the previous dataset: the split `train --resplit` will make
+        split = make_split(settings, force=True, persist=False)
+    train = df.iloc[split.train].reset_index(drop=True)
     parts = []
     for label in sorted(train[TARGET].unique()):
         part = train[train[TARGET] == label]
