@@ -211,16 +211,15 @@ def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_
     import websocket
 
     outside = []
-    context, page = _page(browser, outside)
-    try:
-        page.goto(server.url, timeout=90_000)
-        page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
-        csv_path, _ = _sample(trained_home, tmp_path, 50)
-        _upload(page, csv_path, 50)  # the widget state now carries binary buffers (the grid's numbers)
-        kernel = _kernel_id(page)
-    finally:
-        context.close()
-    # a warm server: the pre-heated kernels taken by that page have been replaced
+    # the page stays open: the raw client goes after a live page's kernel (a closed page's kernel is
+    # shut down a few seconds after its websocket closed)
+    owner, page = _page(browser, outside)
+    page.goto(server.url, timeout=90_000)
+    page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
+    csv_path, _ = _sample(trained_home, tmp_path, 50)
+    _upload(page, csv_path, 50)  # the widget state now carries binary buffers (the grid's numbers)
+    kernel = _kernel_id(page)
+    # a warm server: the pre-heated kernel taken by that page has been replaced
     assert server.wait_for_log(POOL_FILLED, count=2, timeout=90)
     url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}"
 
@@ -254,6 +253,7 @@ def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_
     ws = websocket.create_connection(url, timeout=10, subprotocols=[V1_SUBPROTOCOL])
     assert ws.getsubprotocol() == V1_SUBPROTOCOL
     ws.close()
+    owner.close()
 
 
 def test_abandoned_kernels_are_culled(trained_home, tmp_path):
