@@ -28,9 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from common import dataset_path, trained_home  # noqa: E402
-from mushroom_lib.dashboard import CHROMIUM_ARGS, ServerProcess, chromium_path  # noqa: E402
+from helpers.server import CHROMIUM_ARGS, ServerProcess, chromium_path  # noqa: E402
 
 READY = ".mushroom-upload:not([disabled])"
 LOADS, WARMUP = 3, 1

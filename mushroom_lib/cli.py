@@ -273,7 +273,7 @@ def cmd_ui(settings, args) -> int:
 def cmd_dashboard(settings, args) -> int:
     from .dashboard import serve
 
-    return serve(settings, port=args.port)
+    return serve(settings, port=args.port, host=args.host, token=args.token)
 
 
 def cmd_api(settings, args) -> int:
@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("dashboard", help="serve the Voila dashboard on 127.0.0.1")
     db.add_argument("--port", type=int, default=8866)
+    db.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on; anything but 127.0.0.1 needs --token (or MUSHROOM_DASHBOARD_TOKEN)")
+    db.add_argument("--token", default=None, help="every request must carry it (?token=...)")
     db.set_defaults(func=cmd_dashboard)
 
     a = sub.add_parser("api", help="serve the REST API (FastAPI + uvicorn) on 127.0.0.1")

@@ -205,6 +205,7 @@ def acquire(settings: Settings, source: str | None = None, *, timeout: float = 3
     if not (target.exists() and target.read_bytes() == body):
         atomic_write_bytes(target, body)
     balance = {k: int(v) for k, v in df[TARGET].value_counts().sort_index().items()}
+    write_samples(settings)
     return AcquireResult(target, chosen, len(df), balance, notes)
 
 
@@ -239,10 +240,9 @@ class Split:
     dataset_sha256: str
 
 
-def make_split(settings: Settings, *, force: bool = False) -> Split:
-    """Create (or reuse) the stratified split; it is persisted so the holdout never enters training."""
-    from sklearn.model_selection import train_test_split
-
+def make_split(settings: Settings, *, force: bool = False, persist: bool = True) -> Split:
+    """Create (or reuse) the stratified split; it is persisted so the holdout never enters training
+    (``persist=False``: the same split, computed but not written)."""
     digest = dataset_sha256(settings)
     saved = read_json(settings.split_path)
     if saved and not force and saved.get("dataset_sha256") == digest:
@@ -250,13 +250,16 @@ def make_split(settings: Settings, *, force: bool = False) -> Split:
     if saved and not force:
         raise DataError(f"{settings.split_path} belongs to another dataset (sha256 differs); "
                         "remove it or train with --resplit to make a new split")
+    from sklearn.model_selection import train_test_split  # only to make a new split
+
     df = load_dataset(settings)
     idx = list(range(len(df)))
     train, holdout = train_test_split(idx, test_size=settings.test_size, stratify=df[TARGET],
                                       random_state=settings.seed)
     split = Split(sorted(int(i) for i in train), sorted(int(i) for i in holdout), settings.seed,
                   settings.test_size, digest)
-    atomic_write_json(settings.split_path, split.__dict__)
+    if persist:
+        atomic_write_json(settings.split_path, split.__dict__)
     return split
 
 
@@ -282,3 +285,43 @@ def synthetic_frame(n: int = 200, seed: int = 0, *, with_class: bool = True) -> 
         poisonous = df["odor"].isin(["f", "y", "p", "c", "m", "s"]) | (df["spore-print-color"] == "r")
         df.insert(0, TARGET, np.where(poisonous, "p", "e"))
     return df
+
+
+SAMPLE_ROWS = 20
+
+
+def training_sample(settings: Settings, n: int = SAMPLE_ROWS, *, offset: int = 0) -> pd.DataFrame:
+    """``n`` rows of the training split (never the holdout), half edible and half poisonous, spread evenly
+    over it and interleaved, with ``class``; ``offset`` picks a different set of rows."""
+    df = load_dataset(settings)
+    try:
+        split = make_split(settings, persist=False)
+    except DataError:  # split.json is of the previous dataset: the split `train --resplit` will make
+        split = make_split(settings, force=True, persist=False)
+    train = df.iloc[split.train].reset_index(drop=True)
+    parts = []
+    for label in sorted(train[TARGET].unique()):
+        part = train[train[TARGET] == label]
+        want = n // 2 if len(parts) == 0 else n - n // 2
+        step = max(1, len(part) // max(1, want))
+        parts.append(part.iloc[offset % step::step].head(want).reset_index(drop=True))
+    mixed = pd.concat(parts, keys=range(len(parts))).swaplevel().sort_index(kind="stable")
+    return mixed.reset_index(drop=True)[COLUMNS]
+
+
+def write_samples(settings: Settings) -> list[Path]:
+    """data/samples/sample_labelled.csv and sample_unlabelled.csv (20 training rows each, different rows),
+    for a first try of the CLI, the API and the dashboard. A dataset too small to split gets none (warned)."""
+    try:
+        labelled = training_sample(settings)
+        unlabelled = training_sample(settings, offset=1).drop(columns=[TARGET])
+    except ValueError as exc:  # e.g. a class with a single row cannot be split
+        warnings.warn(f"no sample files written: {exc}", stacklevel=2)
+        return []
+    folder = settings.dataset_path.parent / "samples"
+    out = []
+    for name, frame in (("sample_labelled.csv", labelled), ("sample_unlabelled.csv", unlabelled)):
+        path = folder / name
+        atomic_write_bytes(path, frame.to_csv(index=False, lineterminator="\n").encode())
+        out.append(path)
+    return out

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mushroom_lib.dashboard import CHROMIUM_ARGS, V1_SUBPROTOCOL, ServerProcess, chromium_path
+from helpers.server import CHROMIUM_ARGS, POOL_FILLED, ServerProcess, chromium_path
+from mushroom_lib.dashboard.server import V1_SUBPROTOCOL
 from mushroom_lib.schema import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,11 +98,23 @@ def _type_true_label(page, row: int, label: str, wait: bool = True) -> None:
         _wait_text(page, f"row {row + 1}: true label {label}")
 
 
-def _sample(trained_home: Path, tmp_path: Path, n: int) -> tuple[Path, list[str]]:
+def _sample(trained_home: Path, tmp_path: Path, n: int, *, with_class: bool = False) -> tuple[Path, list[str]]:
+    """n rows of the dataset as a file (without their class unless asked) and their true labels."""
     df = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False).head(n)
     path = tmp_path / "field.csv"
-    df.to_csv(path, index=False)
+    (df if with_class else df.drop(columns=["class"])).to_csv(path, index=False)
     return path, [LABELS[c] for c in df["class"]]
+
+
+def _wait_event(page, event: str, timeout: float = 120_000) -> None:
+    """Wait until the page's recorded sequence of states holds ``event`` (a state that passed still counts)."""
+    page.wait_for_function("e => (document.querySelector('.mushroom-events') || {textContent: ''})"
+                           ".textContent.split(' ').includes(e)", arg=event, timeout=timeout)
+
+
+def _ready(page, url: str, timeout: float = 90_000) -> None:
+    page.goto(url, timeout=timeout)
+    page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=timeout)
 
 
 @pytest.mark.browser
@@ -134,10 +147,11 @@ def test_upload_label_in_the_grid_send_until_retrain_and_see_the_new_version(bro
             _type_true_label(page, row, labels[row])
         _wait_text(page, "9 labelled row(s) ready to send")
         page.click(".mushroom-submit-feedback")
-        page.wait_for_selector(".mushroom-pending", state="visible", timeout=10_000)  # retraining shows
+        _wait_event(page, "retraining")  # recorded by the page, so a quick retrain cannot hide it
         _type_true_label(page, 11, labels[11], wait=False)  # the grid stays usable meanwhile
+        _wait_event(page, "promoted-v0002")
         page.wait_for_function("() => document.querySelector('.mushroom-model-version').innerText"
-                               ".includes('v0002')", timeout=120_000)
+                               ".includes('v0002')", timeout=30_000)
         assert page.locator(".mushroom-pending").is_hidden()
         assert "10 of 10 until the next retrain" in page.inner_text(".mushroom-app")
 
@@ -152,7 +166,7 @@ def test_upload_label_in_the_grid_send_until_retrain_and_see_the_new_version(bro
         page.get_by_text("3-D PCA view", exact=True).click()  # the plot is only built when its section opens
         page.wait_for_selector(".mushroom-scatter .main-svg", state="visible", timeout=60_000)
         page.set_viewport_size({"width": 1400, "height": 1500})
-        page.wait_for_timeout(1500)
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
         (ROOT / "reports").mkdir(exist_ok=True)
         page.screenshot(path=str(ROOT / "reports" / "dashboard.png"), full_page=True)
 
@@ -197,17 +211,16 @@ def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_
     import websocket
 
     outside = []
-    context, page = _page(browser, outside)
-    try:
-        page.goto(server.url, timeout=90_000)
-        page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
-        csv_path, _ = _sample(trained_home, tmp_path, 50)
-        _upload(page, csv_path, 50)  # the widget state now carries binary buffers (the grid's numbers)
-        kernel = _kernel_id(page)
-    finally:
-        context.close()
+    # the page stays open: the raw client goes after a live page's kernel (a closed page's kernel is
+    # shut down a few seconds after its websocket closed)
+    owner, page = _page(browser, outside)
+    page.goto(server.url, timeout=90_000)
+    page.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
+    csv_path, _ = _sample(trained_home, tmp_path, 50)
+    _upload(page, csv_path, 50)  # the widget state now carries binary buffers (the grid's numbers)
+    kernel = _kernel_id(page)
     # a warm server: the pre-heated kernel taken by that page has been replaced
-    assert server.wait_for_log("Kernel pool of app.ipynb is filled", count=2, timeout=60)
+    assert server.wait_for_log(POOL_FILLED, count=2, timeout=90)
     url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}"
 
     # the sequence that hangs plain Voila: no subprotocol, open the widget control comm, ask for the state
@@ -222,7 +235,6 @@ def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_
         ws.send(_legacy("comm_open", {"comm_id": comm, "target_name": "jupyter.widget.control", "data": {}},
                         session, {"version": "1.0.0"}))
         ws.send(_legacy("comm_msg", {"comm_id": comm, "data": {"method": "request_states"}}, session))
-        time.sleep(1)
         ws.close()
     assert refused is not None and refused.status_code == 400
 
@@ -241,6 +253,7 @@ def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_
     ws = websocket.create_connection(url, timeout=10, subprotocols=[V1_SUBPROTOCOL])
     assert ws.getsubprotocol() == V1_SUBPROTOCOL
     ws.close()
+    owner.close()
 
 
 def test_abandoned_kernels_are_culled(trained_home, tmp_path):
@@ -263,3 +276,103 @@ def test_abandoned_kernels_are_culled(trained_home, tmp_path):
             status = requests.get(api, timeout=10).status_code
         assert status == 404, srv.log_tail()
         assert "Culling" in srv.log_text()
+
+
+@pytest.mark.browser
+def test_the_sample_button_then_one_click_sends_its_labels_and_moves_the_badge(browser, server):
+    outside = []
+    context, page = _page(browser, outside)
+    try:
+        _ready(page, server.url)
+        page.click(".mushroom-sample")
+        _wait_text(page, "20 rows scored")
+        _wait_text(page, "10 row(s) carry a true label")
+        page.click(".mushroom-submit-feedback")
+        _wait_event(page, "sent-10")
+        _wait_text(page, "this batch against your labels: accuracy")
+        _wait_event(page, "promoted-v0002")
+        page.wait_for_function("() => document.querySelector('.mushroom-model-version').innerText.includes('v0002')",
+                               timeout=30_000)
+    finally:
+        context.close()
+    assert outside == []
+
+
+@pytest.mark.browser
+def test_a_file_past_the_websocket_limit_gets_a_clear_message(browser, server, trained_home, tmp_path):
+    rows = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
+    big = tmp_path / "big.csv"
+    body = rows.to_csv(index=False)
+    with open(big, "w") as fh:
+        fh.write(body)
+        lines = body.split("\n", 1)[1]
+        while fh.tell() < 12 * 1024 * 1024:
+            fh.write(lines)
+    size_mb = f"{big.stat().st_size / 1e6:.1f} MB"
+    context, page = _page(browser, [])
+    try:
+        _ready(page, server.url)
+        with page.expect_file_chooser() as chooser:
+            page.click(".mushroom-upload")
+        chooser.value.set_files(str(big))
+        page.wait_for_selector(".mushroom-errors", state="visible", timeout=30_000)
+        text = page.inner_text(".mushroom-errors")
+        assert f"big.csv is {size_mb}" in text and "mushroom predict" in text
+        # the page is still alive: a normal file is scored afterwards and the message goes away
+        small, _ = _sample(trained_home, tmp_path, 5)
+        _upload(page, small, 5)
+        page.wait_for_selector(".mushroom-errors", state="hidden", timeout=30_000)
+    finally:
+        context.close()
+
+
+def _kernel_of(html: str) -> str:
+    import re
+
+    return json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                                html, re.S).group(1))["kernelId"]
+
+
+def _gone(api: str, timeout: float) -> bool:
+    """Poll the kernel's REST entry until it is gone (404) or the time is up."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.get(api, timeout=10).status_code == 404:
+            return True
+        time.sleep(0.5)  # polling the server for a state, not synchronising on time
+    return False
+
+
+@pytest.mark.browser
+def test_a_full_workbench_says_so_and_a_closed_tab_frees_its_kernel(browser, trained_home, tmp_path):
+    import requests
+
+    env = {"MUSHROOM_DASHBOARD_MAX_KERNELS": "1", "MUSHROOM_DASHBOARD_POOL": "1",
+           "MUSHROOM_DASHBOARD_CLOSE_GRACE": "1"}
+    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "full.log", env=env)
+    with srv:
+        first, page = _page(browser, [])
+        _ready(page, srv.url)
+        kernel = _kernel_id(page)
+        api = f"{srv.url}api/kernels/{kernel}"
+        # no client stops a page's kernel through REST, not even with a matching XSRF cookie and header
+        s = requests.Session()
+        s.get(srv.url + "voila/static/voila.js", timeout=10)
+        xsrf = {"X-XSRFToken": s.cookies.get("_xsrf", "t")}
+        s.cookies.set("_xsrf", xsrf["X-XSRFToken"])
+        assert s.delete(api, headers=xsrf, timeout=10).status_code in (403, 405)
+        assert s.post(f"{srv.url}voila/api/shutdown/{kernel}", headers=xsrf, timeout=10).status_code in (403, 405)
+        assert requests.get(api, timeout=10).status_code == 200
+        # a second visitor meets a plain page that retries by itself
+        full = requests.get(srv.url, timeout=30)
+        assert full.status_code == 503 and "the workbench is full, retrying in a few seconds" in full.text.lower()
+        second, page2 = _page(browser, [])
+        page2.goto(srv.url, timeout=30_000)
+        page2.wait_for_selector(".mushroom-full", timeout=30_000)
+        first.close()  # the first tab closes: its kernel is shut down, the second page gets in
+        assert _gone(api, 60), srv.log_tail()
+        page2.wait_for_selector(".mushroom-upload:not([disabled])", state="visible", timeout=90_000)
+        assert _kernel_id(page2) != kernel
+        second.close()

@@ -27,7 +27,10 @@ def _rows(home: Path, n: int, start: int = 0) -> pd.DataFrame:
     return df.iloc[start:start + n].reset_index(drop=True)
 
 
-def _csv(frame: pd.DataFrame, header: bool = True) -> bytes:
+def _csv(frame: pd.DataFrame, header: bool = True, *, with_class: bool = False) -> bytes:
+    """A file of these rows; without their class unless asked (a class column fills the true labels)."""
+    if not with_class and "class" in frame.columns:
+        frame = frame.drop(columns=["class"])
     return frame.to_csv(index=False, header=header, lineterminator="\n").encode()
 
 
@@ -42,7 +45,8 @@ def dash(trained_home):
 
 
 def _grid_column(d, column: str) -> list:
-    return list(d.grid._data["data"][column])
+    """What the page was last sent for one column."""
+    return list(d.grid_view.shown_frame()[column])
 
 
 # ------------------------------------------------------------------ upload
@@ -50,11 +54,11 @@ def _grid_column(d, column: str) -> list:
 def test_upload_scores_every_layout_and_fills_the_grid(dash, trained_home, layout):
     rows = _rows(trained_home, 30)
     if layout == "header without class":
-        data = _csv(rows.drop(columns=["class"]))
-    elif layout == "uci":
-        data = _csv(rows, header=False)
-    else:
         data = _csv(rows)
+    elif layout == "uci":
+        data = _csv(rows, header=False, with_class=True)
+    else:
+        data = _csv(rows, with_class=True)
     assert dash.upload_bytes(data, name="field.csv")
     assert dash.error_text == ""
     expected = dash.service.predict(rows[FEATURES])
@@ -64,8 +68,11 @@ def test_upload_scores_every_layout_and_fills_the_grid(dash, trained_home, layou
     assert _grid_column(dash, "prediction") == list(expected["prediction"])
     assert _grid_column(dash, "row") == list(range(1, 31))  # row numbers people read, 1-based
     assert "30 rows scored" in dash.messages[-1]
-    if layout == "header with class":  # the file's class is shown as words, never used as the true label
-        assert set(dash.rows["class"]) <= {"edible", "poisonous"}
+    if layout != "header without class":  # the file's class (UCI: first column) fills the true-label column
+        assert list(dash.rows["true label"]) == [LABELS[c] for c in rows["class"]]
+        assert _grid_column(dash, "true label") == [LABELS[c] for c in rows["class"]]
+        assert "class" not in dash.rows.columns and "30 row(s) carry a true label" in dash.messages[-1]
+    else:
         assert (dash.rows["true label"] == "").all()
 
 
@@ -104,7 +111,7 @@ def test_bad_upload_shows_row_column_value_and_codes_and_scores_nothing(dash, tr
 def test_malformed_files_are_refused_with_a_message(dash, data, fragment):
     assert not dash.upload_bytes(data, name="x.csv")
     assert fragment.lower() in dash.error_text.lower()
-    assert dash.rows is None
+    assert len(dash.state) == 0
 
 
 def test_upload_over_the_cap_is_refused(trained_home):
@@ -114,7 +121,7 @@ def test_upload_over_the_cap_is_refused(trained_home):
     d = Dashboard(settings=get_settings(trained_home, upload_cap_bytes=1000))
     assert not d.upload_bytes(b"x" * 1001, name="big.csv")
     assert "upload cap" in d.error_text and "Nothing was scored" in d.error_text
-    assert d.rows is None
+    assert len(d.state) == 0
 
 
 def _page_sends(widget, files: list[dict]) -> None:
@@ -125,14 +132,14 @@ def _page_sends(widget, files: list[dict]) -> None:
 def test_the_upload_widget_value_is_untrusted(dash, trained_home):
     data = _csv(_rows(trained_home, 4))
     file = {"name": "<b>x</b>.csv", "type": "text/csv", "size": 1, "content": memoryview(data), "last_modified": 0}
-    _page_sends(dash.upload, [file])
+    _page_sends(dash.uploader.upload, [file])
     assert len(dash.rows) == 4
-    assert dash.upload.value == ()  # cleared: the bytes are freed and the same file can be chosen again
-    assert "<b>x</b>" not in dash.status.value and "&lt;b&gt;" in dash.status.value  # names are escaped
+    assert dash.uploader.upload.value == ()  # cleared: the bytes are freed and the same file can be chosen again
+    assert "<b>x</b>" not in dash.msg.status.value and "&lt;b&gt;" in dash.msg.status.value  # names are escaped
     # forged values: no bytes, two files
-    _page_sends(dash.upload, [{**file, "content": "not bytes"}])
+    _page_sends(dash.uploader.upload, [{**file, "content": "not bytes"}])
     assert "without file content" in dash.error_text
-    _page_sends(dash.upload, [file, dict(file)])
+    _page_sends(dash.uploader.upload, [file, dict(file)])
     assert "one CSV file" in dash.error_text
     assert len(dash.rows) == 4
 
@@ -141,7 +148,7 @@ def test_html_in_file_values_is_escaped(dash, trained_home):
     rows = _rows(trained_home, 3)
     rows.loc[1, "odor"] = "<img src=x onerror=alert(1)>"
     dash.upload_bytes(_csv(rows), name="x.csv")
-    assert "<img" not in dash.errors.value and "&lt;img" in dash.errors.value
+    assert "<img" not in dash.msg.errors.value and "&lt;img" in dash.msg.errors.value
 
 
 # -------------------------------------------------------------------- grid
@@ -156,10 +163,10 @@ def test_editing_a_feature_cell_rescores_that_row_by_position(dash, trained_home
     others = dash.rows.drop(index=pos).copy()
     assert dash.edit_cell(pos, "odor", "none")  # a human name is accepted and stored as its code
     assert dash.rows.at[pos, "odor"] == "n"
-    assert dash.grid._data["data"].at[pos, "odor"] == "n"
+    assert dash.grid_view.shown_frame().at[pos, "odor"] == "n"
     assert dash.rows.at[pos, "prediction"] == expected["prediction"]
     assert dash.rows.at[pos, "p_poisonous"] == pytest.approx(expected["p_poisonous"])
-    assert dash.grid._data["data"].at[pos, "prediction"] == expected["prediction"]
+    assert dash.grid_view.shown_frame().at[pos, "prediction"] == expected["prediction"]
     pd.testing.assert_frame_equal(dash.rows.drop(index=pos), others)
     assert f"row {pos + 1}: odor = n" in dash.messages[-1]
 
@@ -171,7 +178,7 @@ def test_invalid_edits_are_refused_and_restored(dash, trained_home):
     assert not dash.edit_cell(1, "cap-color", "zz")
     text = dash.error_text
     assert "row 2" in text and "'cap-color'" in text and "'zz'" in text and "n (brown)" in text
-    assert dash.rows.at[1, "cap-color"] == old and dash.grid._data["data"].at[1, "cap-color"] == old
+    assert dash.rows.at[1, "cap-color"] == old and dash.grid_view.shown_frame().at[1, "cap-color"] == old
     predicted = dash.rows.at[1, "prediction"]
     other = "edible" if predicted == "poisonous" else "poisonous"
     assert not dash.edit_cell(1, "prediction", other)
@@ -183,10 +190,10 @@ def test_invalid_edits_are_refused_and_restored(dash, trained_home):
 def test_an_edit_goes_back_to_the_page_as_one_row_update_and_unchanged_cells_are_no_ops(dash, trained_home):
     dash.upload_bytes(_csv(_rows(trained_home, 3)), name="x.csv")
     sent = []
-    dash.grid.send = lambda content, buffers=None: sent.append(content)
+    dash.grid_view.grid.send = lambda content, buffers=None: sent.append(content)
     assert dash.edit_cell(0, "odor", "n")
     assert len(sent) == 1 and sent[0]["event_type"] == "row-changed" and sent[0]["row"] == 0
-    cols = dash.grid.columns()
+    cols = dash.grid_view.grid.columns()
     assert sent[0]["value"][cols.index("odor")] == "n"
     assert sent[0]["value"][cols.index("prediction")] == dash.rows.at[0, "prediction"]
     sent.clear()
@@ -199,34 +206,25 @@ def test_an_edit_goes_back_to_the_page_as_one_row_update_and_unchanged_cells_are
     assert sent == [] and dash.messages == before and dash.error_text == ""
 
 
-@pytest.mark.parametrize("content", [
-    {"event_type": "cell-changed", "row": 10 ** 6, "column_index": 0, "value": "edible"},
-    {"event_type": "cell-changed", "row": -1, "column_index": 0, "value": "edible"},
-    {"event_type": "cell-changed", "row": True, "column_index": 0, "value": "edible"},
-    {"event_type": "cell-changed", "row": "0", "column_index": 0, "value": "edible"},
-    {"event_type": "cell-changed", "row": 0, "column_index": 999, "value": "edible"},
-    {"event_type": "cell-changed", "row": 0, "column_index": None, "value": "edible"},
-])
-def test_malformed_grid_messages_change_nothing(dash, trained_home, content):
+@pytest.mark.parametrize("row,column_index", [(10 ** 6, 0), (-1, 0), (True, 0), ("0", 0), (0, 999), (0, None)])
+def test_malformed_grid_messages_change_nothing(dash, trained_home, row, column_index):
     dash.upload_bytes(_csv(_rows(trained_home, 3)), name="x.csv")
-    before, grid_before = dash.rows.copy(), dash.grid._data["data"].copy()
-    dash.grid._on_page_msg(dash.grid, content, [])
+    before, grid_before = dash.rows.copy(), dash.grid_view.shown_frame().copy()
+    dash.grid_view.grid.page_edit(row, column_index, "edible")
     pd.testing.assert_frame_equal(dash.rows, before)
-    pd.testing.assert_frame_equal(dash.grid._data["data"], grid_before)  # ipydatagrid would have grown it
+    pd.testing.assert_frame_equal(dash.grid_view.shown_frame(), grid_before)  # ipydatagrid would have grown it
     assert "malformed" in dash.error_text
 
 
 def test_odd_values_in_an_edit_are_handled(dash, trained_home):
     dash.upload_bytes(_csv(_rows(trained_home, 3)), name="x.csv")
-    ti = dash.grid.columns().index("true label")
-    dash.grid._on_page_msg(dash.grid, {"event_type": "cell-changed", "row": 0, "column_index": ti,
-                                       "value": {"__proto__": 1}}, [])
+    grid = dash.grid_view.grid
+    ti = grid.columns().index("true label")
+    grid.page_edit(0, ti, {"__proto__": 1})
     assert "not a label" in dash.error_text
-    dash.grid._on_page_msg(dash.grid, {"event_type": "cell-changed", "row": 0, "column_index": ti,
-                                       "value": "x" * 100_000}, [])
+    grid.page_edit(0, ti, "x" * 100_000)
     assert dash.rows.at[0, "true label"] == ""
-    dash.grid._on_page_msg(dash.grid, {"event_type": "cell-changed", "row": 0, "column_index": ti,
-                                       "value": " Poisonous "}, [])
+    grid.page_edit(0, ti, " Poisonous ")
     assert dash.rows.at[0, "true label"] == "poisonous"
 
 
@@ -235,29 +233,29 @@ def test_label_in_the_grid_send_until_a_retrain_then_the_grid_refreshes(dash, tr
     rows = _rows(trained_home, 20)
     dash.upload_bytes(_csv(rows), name="field.csv")
     assert dash.badge_text.startswith("model v0001")
-    assert "10 of 10 until the next retrain" in dash.until.value
+    assert "10 of 10 until the next retrain" in dash.bar.until.value
     labels = [LABELS[c] for c in rows["class"]]
 
     dash.set_true_labels({i: labels[i] for i in range(4)})
     assert dash.labelled_count() == 4
     receipt = dash.send_labelled()
     assert receipt.rows_written == 4 and not receipt.retrain_pending
-    assert "6 of 10 until the next retrain" in dash.until.value
+    assert "6 of 10 until the next retrain" in dash.bar.until.value
     assert list(dash.rows["sent"][:4]) == ["yes"] * 4 and _grid_column(dash, "sent")[:4] == ["yes"] * 4
     assert dash.send_labelled() is None and "no labelled rows" in dash.error_text  # nothing twice
 
     dash.set_true_labels({i: labels[i][0] for i in range(4, 10)})  # e/p work too
     receipt = dash.send_labelled()
     assert receipt.rows_written == 6 and receipt.retrain_pending
-    assert dash.pending.layout.display is None and "retraining" in dash.pending.value
+    assert dash.header.pending_shown and "retraining" in dash.header.pending.value
     dash.wait_for_retrain(timeout=180)
     final = receipt.future.result()
     assert final.retrained and final.promoted, final.reason
-    assert dash.pending.layout.display == "none"
+    assert not dash.header.pending_shown and dash.events[-1] == "promoted-v0002"
     assert dash.service.model_version == "v0002"
     assert dash.badge_text.startswith("model v0002")
     assert "accuracy" in dash.badge_text  # the metrics delta
-    assert "10 of 10 until the next retrain" in dash.until.value
+    assert "10 of 10 until the next retrain" in dash.bar.until.value
     # the grid shows the new model's predictions
     expected = dash.service.predict(rows[FEATURES])
     assert dash.rows["p_poisonous"].tolist() == pytest.approx(expected["p_poisonous"].tolist())
@@ -277,7 +275,7 @@ def test_send_one_row(dash, trained_home):
     receipt = dash.send_row(3)
     assert receipt.rows_written == 1
     assert list(dash.rows["sent"]) == ["", "", "yes", "", "", ""]
-    assert "9 of 10 until the next retrain" in dash.until.value
+    assert "9 of 10 until the next retrain" in dash.bar.until.value
     assert dash.send_row(99) is None and "no row 99" in dash.error_text
     stored = dash.service.store.read()
     assert len(stored) == 1 and stored.iloc[0]["odor"] == rows.at[2, "odor"]
@@ -315,16 +313,17 @@ def test_a_promotion_elsewhere_shows_at_the_next_interaction(dash, trained_home)
 # ------------------------------------------------------------- manual form
 def test_manual_form_predicts_one_mushroom_with_human_names(dash, trained_home):
     row = _rows(trained_home, 1, start=7).iloc[0]
-    assert dash.predict_manual() is None and "choose:" in dash.manual_result.value
+    assert dash.predict_manual() is None and "choose:" in dash.form_view.result.value
     for f in FEATURES:
-        labels = [label for label, _ in dash.form[f].options]
-        assert all(CODES[f][code] in label for label, code in dash.form[f].options)
-        assert len(labels) == len(CODES[f])
+        options = dash.form[f].options
+        assert options[0] == ("unknown", "?")  # a person may not know every feature
+        assert all(CODES[f][code] in label for label, code in options[1:])
+        assert len(options) == len(CODES[f]) + 1
         dash.form[f].value = row[f]
     scored = dash.predict_manual()
     expected = dash.service.predict(pd.DataFrame([row[FEATURES]])).iloc[0]
     assert scored["prediction"] == expected["prediction"]
-    assert expected["prediction"] in dash.manual_result.value
+    assert expected["prediction"] in dash.form_view.result.value
     dash.add_manual_row()
     assert len(dash.rows) == 1 and dash.row_numbers == [1]
     assert dash.rows.at[0, "prediction"] == expected["prediction"]
@@ -357,7 +356,7 @@ def test_download_neutralises_formula_cells(dash, trained_home):
     dash.upload_bytes(_csv(rows), name="notes.csv")
     dash.edit_cell(0, "true label", "poisonous")
     data = dash.prepare_download()
-    assert "download" in dash.download_link.value and "data:text/csv" in dash.download_link.value
+    assert "download" in dash.downloads.link.value and "data:text/csv" in dash.downloads.link.value
     table = list(csv.reader(io.StringIO(data.decode())))
     header, body = table[0], table[1:]
     assert header[:2] == ["row", "cap-shape"] and "prediction" in header and "p_poisonous" in header
@@ -376,16 +375,6 @@ def test_download_before_any_upload_says_so(dash):
 
 
 # ---------------------------------------------------------------- plumbing
-def test_widgets_carry_the_css_hooks(dash, trained_home):
-    dash.upload_bytes(_csv(_rows(trained_home, 2)), name="x.csv")
-    hooks = {"mushroom-upload": dash.upload, "mushroom-grid": dash.grid, "mushroom-errors": dash.errors,
-             "mushroom-submit-feedback": dash.send_labelled_button, "mushroom-model-version": dash.badge,
-             "mushroom-pending": dash.pending, "mushroom-manual-form": dash.manual_form,
-             "mushroom-download": dash.download_box}
-    for cls, widget in hooks.items():
-        assert cls in widget._dom_classes, cls
-
-
 def test_importing_the_dashboard_module_is_light():
     code = ("import sys, mushroom_lib.dashboard; "
             "print(sorted(m for m in ('evidently', 'ipywidgets', 'plotly', 'ipydatagrid', 'sklearn', 'voila') "
@@ -395,10 +384,16 @@ def test_importing_the_dashboard_module_is_light():
 
 
 def test_building_the_dashboard_does_not_import_evidently(trained_home):
-    code = ("import sys; from mushroom_lib.dashboard import Dashboard; d = Dashboard(); "
-            "print('evidently' in sys.modules, 'ipydatagrid' in sys.modules)")
+    """A page's kernel scores from the saved plan: no training stack, no plotly, no report library."""
+    from mushroom_lib.dashboard.server import prepare_scoring_plan
+    from mushroom_lib.settings import get_settings
+
+    prepare_scoring_plan(get_settings(trained_home))  # what `mushroom dashboard` does before serving
+    code = ("import sys; from mushroom_lib.dashboard import Dashboard; d = Dashboard(); d.load_sample(); "
+            "print(sorted(m for m in ('evidently', 'sklearn', 'skops', 'plotly') if m in sys.modules), "
+            "len(d.rows))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False False"
+    assert out.stdout.strip() == "[] 20"
 
 
 def test_notebook_only_builds_and_shows_the_dashboard():
@@ -408,19 +403,41 @@ def test_notebook_only_builds_and_shows_the_dashboard():
     assert len(code) == 1
     assert not code[0]["outputs"] and code[0]["execution_count"] is None
     source = "".join(code[0]["source"])
-    assert "from mushroom_lib.dashboard import Dashboard" in source and "Dashboard().show()" in source
+    assert "from mushroom_lib.dashboard.app import Dashboard" in source and "Dashboard(deferred=True).show()" in source
 
 
 def test_voila_configuration():
-    from mushroom_lib.dashboard import TEMPLATE_ROOT, voila_config
+    from mushroom_lib.dashboard.server import TEMPLATE_ROOT, voila_config
 
-    c = voila_config(8866, cull_idle_seconds=300, cull_interval=30)
+    c = voila_config(8866, pool=3, max_kernels=7, close_grace=5, cull_idle_seconds=300)
     assert c.Voila.ip == "127.0.0.1" and c.Voila.port == 8866 and c.Voila.port_retries == 0
-    assert c.VoilaConfiguration.preheat_kernel is True and c.VoilaConfiguration.default_pool_size == 1
+    assert c.Voila.token is None
+    assert c.VoilaConfiguration.preheat_kernel is True and c.VoilaConfiguration.default_pool_size == 3
     assert c.MappingKernelManager.cull_idle_timeout == 300 and c.MappingKernelManager.cull_connected is False
+    assert c.Voila.tornado_settings["mushroom"] == {"max_kernels": 7, "close_grace": 5, "pool": 3}
     assert c.VoilaConfiguration.template == "mushroom"
     template = (TEMPLATE_ROOT / "voila" / "templates" / "mushroom" / "index.html.j2").read_text()
     assert "http://" not in template and "https://" not in template  # nothing from a CDN
+
+
+def test_limits_come_from_the_environment(monkeypatch):
+    from mushroom_lib.dashboard.server import DashboardRefused, limits_from_env
+
+    monkeypatch.setenv("MUSHROOM_DASHBOARD_POOL", "4")
+    monkeypatch.setenv("MUSHROOM_DASHBOARD_MAX_KERNELS", "12")
+    limits = limits_from_env()
+    assert limits["pool"] == 4 and limits["max_kernels"] == 12
+    monkeypatch.setenv("MUSHROOM_DASHBOARD_MAX_KERNELS", "lots")
+    with pytest.raises(DashboardRefused, match="MUSHROOM_DASHBOARD_MAX_KERNELS='lots' is not a whole number"):
+        limits_from_env()
+
+
+def test_serving_beyond_localhost_needs_a_token(trained_home, monkeypatch):
+    monkeypatch.delenv("MUSHROOM_DASHBOARD_TOKEN", raising=False)
+    out = subprocess.run([sys.executable, "-m", "mushroom_lib.cli", "--home", str(trained_home), "dashboard",
+                          "--host", "0.0.0.0"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "refusing to serve on 0.0.0.0 without a token" in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_serve_refuses_without_a_model(home):
@@ -455,3 +472,100 @@ def test_neutralize():
 
     assert neutralize("=1+1") == "'=1+1" and neutralize("-x") == "'-x" and neutralize("@a") == "'@a"
     assert neutralize("+a") == "'+a" and neutralize("ok") == "ok" and neutralize(0.5) == 0.5
+
+
+# ------------------------------------------------------- labelled files, sample
+def test_a_labelled_file_is_sent_with_one_click_and_the_batch_is_scored_against_its_labels(dash, trained_home):
+    rows = _rows(trained_home, 12)
+    rows.loc[10:, "class"] = ""  # two rows without a label
+    dash.upload_bytes(_csv(rows, with_class=True), name="field.csv")
+    assert "10 row(s) carry a true label" in dash.messages[-1]
+    receipt = dash.send_labelled()
+    assert receipt.rows_written == 10
+    said = [LABELS[c] for c in rows["class"][:10]]
+    predicted = list(dash.rows["prediction"][:10])
+    accuracy = sum(a == b for a, b in zip(said, predicted)) / 10
+    false_edible = sum(p == "edible" and t == "poisonous" for p, t in zip(predicted, said))
+    assert f"accuracy {accuracy * 100:.1f}%, false_edible {false_edible}" in dash.messages[-1]
+    assert list(dash.rows["sent"]) == ["yes"] * 10 + ["", ""]
+    dash.wait_for_retrain(timeout=180)
+    assert dash.badge_text.startswith("model v0002")
+
+
+def test_the_sample_button_scores_twenty_training_rows_half_labelled(dash, trained_home):
+    import json as _json
+
+    from mushroom_lib.data import load_dataset
+    from mushroom_lib.settings import get_settings
+
+    dash.uploader.sample.click()
+    assert len(dash.rows) == 20 and "sample.csv: 20 rows scored" in dash.messages[-1]
+    assert (dash.rows["true label"] != "").sum() == 10
+    assert set(dash.rows.loc[dash.rows["true label"] != "", "true label"]) == {"edible", "poisonous"}
+    settings = get_settings(trained_home)
+    data = load_dataset(settings)
+    holdout = data.iloc[_json.loads(settings.split_path.read_text())["holdout"]]
+    keys = {tuple(r) for r in holdout[FEATURES].to_numpy()}
+    train = data.drop(index=holdout.index)
+    train_keys = {tuple(r) for r in train[FEATURES].to_numpy()}
+    mine = [tuple(r) for r in dash.rows[FEATURES].to_numpy()]
+    assert all(k in train_keys for k in mine)  # training rows only (identical rows may also sit in the holdout)
+    assert len(set(mine) - keys) > 0
+
+
+def test_mushroom_data_writes_the_sample_files(trained_home):
+    labelled = pd.read_csv(trained_home / "data" / "samples" / "sample_labelled.csv", dtype=str)
+    unlabelled = pd.read_csv(trained_home / "data" / "samples" / "sample_unlabelled.csv", dtype=str)
+    assert len(labelled) == 20 and list(labelled.columns) == ["class", *FEATURES]
+    assert sorted(labelled["class"].value_counts().tolist()) == [10, 10]
+    assert len(unlabelled) == 20 and list(unlabelled.columns) == FEATURES
+    assert not set(map(tuple, labelled[FEATURES].to_numpy())) & set(map(tuple, unlabelled.to_numpy()))  # other rows
+
+
+# ------------------------------------------------------ identification panel
+def test_the_identification_renderer_shows_prediction_counts_reason_and_next_question():
+    from mushroom_lib.dashboard.form import render_identification
+
+    html = render_identification({"prediction": "poisonous", "matching_known": 12, "matching_poisonous": 5,
+                                  "reason": "5 of the 12 matching known mushrooms are <poisonous>",
+                                  "ask_next": ["spore-print-color", "odor"], "note": "unknown means poisonous"})
+    assert "mushroom-result-poisonous" in html and "12 known mushroom(s) match" in html
+    assert "5 of them poisonous" in html and "&lt;poisonous&gt;" in html
+    assert "look next at: spore print color, odor" in html and "unknown means poisonous" in html
+    assert "mushroom-result-poisonous" in render_identification({"prediction": None})
+
+
+def test_unknown_features_go_to_the_identification_hook(dash, trained_home):
+    row = _rows(trained_home, 1).iloc[0]
+    for f in FEATURES:
+        dash.form[f].value = row[f]
+    dash.form["odor"].value = "?"
+    assert dash.predict_manual() is None and "not available yet" in dash.form_view.result.value
+    asked = []
+    dash.identify = lambda given: asked.append(given) or {"prediction": "poisonous", "matching_known": 3,
+                                                          "matching_poisonous": 1, "ask_next": ["odor"]}
+    dash.predict_manual()
+    assert asked and "odor" not in asked[0] and len(asked[0]) == 21
+    assert "3 known mushroom(s) match" in dash.form_view.identification.value
+
+
+# --------------------------------------------------------- websocket filter
+def _v1(channel: str, msg_type: str) -> bytes:
+    parts = [channel.encode(), json.dumps({"msg_type": msg_type}).encode(), b"{}", b"{}", b"{}"]
+    offsets, pos = [], 8 * (len(parts) + 2)
+    for p in parts:
+        offsets.append(pos)
+        pos += len(p)
+    offsets.append(pos)
+    head = len(offsets).to_bytes(8, "little") + b"".join(o.to_bytes(8, "little") for o in offsets)
+    return head + b"".join(parts)
+
+
+def test_the_page_cannot_shut_down_or_restart_its_kernel_through_the_websocket():
+    from mushroom_lib.dashboard.handlers import message_allowed
+
+    assert message_allowed(_v1("shell", "comm_msg")) and message_allowed(_v1("shell", "execute_request"))
+    assert not message_allowed(_v1("control", "shutdown_request"))
+    assert not message_allowed(_v1("control", "kernel_info_request"))
+    assert not message_allowed(_v1("shell", "shutdown_request"))
+    assert not message_allowed('{"channel": "shell"}') and not message_allowed(b"\x00garbage")

@@ -115,7 +115,7 @@ def test_download_over_loopback(server, home, real_frame):
     written = pd.read_csv(home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
     assert list(written.columns) == COLUMNS  # the header layout, whatever the source layout
     pd.testing.assert_frame_equal(written, real_frame)
-    assert data_folder_files(home) == ["mushrooms.csv"]  # no temp files left behind
+    assert data_folder_files(home) == ["mushrooms.csv", "samples"]  # no temp files left behind
 
 
 @pytest.mark.parametrize("route, pattern", [
@@ -142,7 +142,7 @@ def test_truncated_download_keeps_the_existing_copy(server, home, real_data):
     res = run("--home", str(home), "data", "--source", f"{server}/truncated.zip")
     one_error_line(res)
     assert s.dataset_path.read_bytes() == before
-    assert data_folder_files(home) == ["mushrooms.csv"]
+    assert data_folder_files(home) == ["mushrooms.csv", "samples"]
 
 
 def _subset(real_frame, n, path: Path, *, header=True) -> Path:
@@ -236,7 +236,7 @@ def test_invalid_source_leaves_the_existing_file(case, pattern, home, real_data,
     res = run("--home", str(home), "data", "--source", str(src))
     assert pattern in one_error_line(res)
     assert s.dataset_path.read_bytes() == before
-    assert data_folder_files(home) == ["mushrooms.csv"]
+    assert data_folder_files(home) == ["mushrooms.csv", "samples"]
 
 
 def test_write_is_atomic(home, real_data, real_frame, tmp_path, monkeypatch):
@@ -257,7 +257,7 @@ def test_write_is_atomic(home, real_data, real_frame, tmp_path, monkeypatch):
         D.acquire(s, str(real_data), progress=False)
     monkeypatch.undo()
     assert s.dataset_path.read_bytes() == before
-    assert data_folder_files(home) == ["mushrooms.csv"]
+    assert data_folder_files(home) == ["mushrooms.csv", "samples"]
 
 
 def test_load_dataset_without_data_says_what_to_run(home):

@@ -1,0 +1,173 @@
+"""Voila's kernel websocket, kernel REST, shutdown and page handlers, guarded for a room full of visitors.
+
+:func:`replace_handlers` swaps them into Voila's handler list (``server.MushroomVoila.init_handlers``).
+Limits come from the tornado setting ``mushroom`` (max_kernels, close_grace, pool) that ``voila_config`` sets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+log = logging.getLogger("mushroom_lib.dashboard")
+
+
+def _limits(handler) -> dict:
+    return handler.settings.get("mushroom", {})
+
+
+async def shutdown_if_abandoned(manager, kernel_id: str) -> bool:
+    """Shut a kernel down if no websocket is connected to it (its page closed). True if it was shut down."""
+    if kernel_id not in manager:
+        return False
+    if manager.kernel_model(kernel_id).get("connections", 0) > 0:
+        return False  # the page reconnected within the grace period
+    log.warning("Shutting down kernel %s: its page closed", kernel_id)
+    await manager.shutdown_kernel(kernel_id)
+    return True
+
+
+def _v1_channel_and_type(ws_message: bytes) -> tuple[str, str | None]:
+    """(channel, msg_type) of a v1 websocket message; ValueError if it is not one (checked bounds first:
+    the count of offsets is the client's word, and jupyter_server's own parser trusts it)."""
+    if len(ws_message) < 8 * 3:
+        raise ValueError("too short")
+    count = int.from_bytes(ws_message[:8], "little")
+    if not 3 <= count <= 64 or len(ws_message) < 8 * (count + 1):
+        raise ValueError("bad offset count")
+    offsets = [int.from_bytes(ws_message[8 * (i + 1):8 * (i + 2)], "little") for i in range(count)]
+    if offsets != sorted(offsets) or offsets[-1] > len(ws_message):
+        raise ValueError("bad offsets")
+    channel = ws_message[offsets[0]:offsets[1]].decode("utf-8")
+    header = json.loads(ws_message[offsets[1]:offsets[2]])
+    return channel, header.get("msg_type") if isinstance(header, dict) else None
+
+
+def message_allowed(ws_message) -> bool:
+    """Whether a v1 websocket message from a page may reach its kernel (never control or shutdown)."""
+    from .server import REFUSED_MSG_TYPES
+
+    if not isinstance(ws_message, bytes):
+        return False  # v1 messages are binary; the legacy JSON protocol is refused at the upgrade
+    try:
+        channel, msg_type = _v1_channel_and_type(ws_message)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return channel in ("shell", "stdin") and msg_type not in REFUSED_MSG_TYPES
+
+
+def websocket_handler_class():
+    from tornado import web
+    from tornado.ioloop import IOLoop
+    from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
+
+    from .server import V1_SUBPROTOCOL
+
+    class GuardedKernelWebsocketHandler(VoilaKernelWebsocketHandler):
+        """v1 subprotocol only; control and shutdown messages dropped; the kernel freed when the page goes."""
+
+        async def get(self, *args, **kwargs):
+            offered = [p.strip() for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
+            if V1_SUBPROTOCOL not in offered:
+                raise web.HTTPError(400, f"only the {V1_SUBPROTOCOL} websocket subprotocol is accepted")
+            return await super().get(*args, **kwargs)
+
+        def select_subprotocol(self, subprotocols):
+            return V1_SUBPROTOCOL if V1_SUBPROTOCOL in subprotocols else None
+
+        def on_message(self, ws_message):
+            if message_allowed(ws_message):
+                return super().on_message(ws_message)
+            log.warning("Dropped a control/shutdown message from the page of kernel %s", self.kernel_id)
+            return None
+
+        def on_close(self):
+            super().on_close()
+            grace = _limits(self).get("close_grace", 10)
+            manager, kernel_id = self.kernel_manager, self.kernel_id
+            IOLoop.current().call_later(grace, lambda: IOLoop.current().add_callback(
+                shutdown_if_abandoned, manager, kernel_id))
+
+    return VoilaKernelWebsocketHandler, GuardedKernelWebsocketHandler
+
+
+def kernel_handler_class():
+    from jupyter_server.services.kernels.handlers import KernelHandler
+    from tornado import web
+
+    class ReadOnlyKernelHandler(KernelHandler):
+        """GET tells whether a kernel lives; nobody deletes one through REST (its page closing frees it)."""
+
+        async def delete(self, kernel_id):
+            raise web.HTTPError(405, "kernels stop when their page closes")
+
+    return KernelHandler, ReadOnlyKernelHandler
+
+
+def shutdown_handler_class():
+    from jupyter_server.base.handlers import APIHandler
+    from tornado import web
+    from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
+
+    class NoShutdownHandler(APIHandler):
+        """The page's beforeunload call: refused for everyone (its kernel is shut down when the websocket closes)."""
+
+        async def post(self, kernel_id):
+            raise web.HTTPError(405, "kernels stop when their page closes")
+
+    return VoilaShutdownKernelHandler, NoShutdownHandler
+
+
+def page_handler_class():
+    from voila.tornado.handler import TornadoVoilaHandler
+
+    from .server import FULL_PAGE
+
+    class CappedVoilaHandler(TornadoVoilaHandler):
+        """The page, unless ``max_kernels`` pages are open: then a plain page that retries by itself."""
+
+        starting = 0  # page requests in flight (their kernels may not be listed yet)
+
+        def _full(self) -> bool:
+            limits = _limits(self)
+            manager = self.kernel_manager
+            listed = max(0, len(manager.list_kernel_ids()) - self._ready_pool())
+            # a request in flight may or may not have its kernel listed yet: count the larger of the two, so
+            # a burst can never start more than twice the cap, and a normal arrival is never refused early
+            return max(listed, CappedVoilaHandler.starting) >= limits.get("max_kernels", 8)
+
+        def _ready_pool(self) -> int:
+            """Pre-heated kernels waiting for a visitor (a refill still starting counts as a page until ready:
+            Voila's ``_pools`` holds the only record of which kernels are the pool's)."""
+            pool = getattr(self.kernel_manager, "_pools", {}).get(self.notebook_path, [])
+            return sum(1 for task in pool if task.done() and not task.cancelled() and task.exception() is None)
+
+        def should_use_rendered_notebook(self, notebook_data, pool_size, template_name, theme, request_args):
+            """Take a pre-heated kernel only when one is ready: a visitor past the pool starts a kernel at
+            once instead of queueing behind a refill that waits ``fill_delay`` (Voila's ``_pools`` is the only
+            place that says whether the next pool kernel is ready)."""
+            pool = getattr(self.kernel_manager, "_pools", {}).get(self.notebook_path, [])
+            if not pool or not pool[0].done():
+                return False
+            return super().should_use_rendered_notebook(notebook_data, pool_size, template_name, theme, request_args)
+
+        async def get(self, path=None):
+            if self._full():
+                self.set_status(503)
+                self.set_header("Retry-After", "5")
+                self.set_header("Content-Type", "text/html; charset=utf-8")
+                self.finish(FULL_PAGE.format(retry=5, limit=_limits(self).get("max_kernels", 8)))
+                return
+            CappedVoilaHandler.starting += 1
+            try:
+                return await super().get(path)
+            finally:
+                CappedVoilaHandler.starting -= 1
+
+    return TornadoVoilaHandler, CappedVoilaHandler
+
+
+def replace_handlers(handlers: list) -> list:
+    """Voila's handler list with the guarded classes in place of the originals."""
+    swaps = dict([websocket_handler_class(), kernel_handler_class(), shutdown_handler_class(), page_handler_class()])
+    return [(h[0], swaps.get(h[1], h[1]), *h[2:]) for h in handlers]

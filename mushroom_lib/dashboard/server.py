@@ -1,0 +1,169 @@
+"""Serving the page: Voila's configuration and the handlers that keep a room full of visitors bounded.
+
+* one kernel per page, shut down ``close_grace`` seconds after its websocket closed (pool kernels never
+  had one); no REST route stops a kernel (the page's own beforeunload call failed its XSRF check, and a
+  valid one would let any client stop any page's kernel);
+* at most ``max_kernels`` page kernels: past that a plain page says the workbench is full and retries;
+* the kernel websocket speaks only the v1 subprotocol and drops control-channel and shutdown messages;
+* 127.0.0.1 unless a token is given (then every request needs it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..ports import ensure_port_free
+from ..settings import Settings, get_settings
+from .values import WEBSOCKET_LIMIT
+
+V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
+#: front-end extensions installed in the environment that this page never uses (less code to load)
+UNUSED_EXTENSIONS = ("jupyterlab_pygments",)  # (bqplot stays: ipydatagrid needs it)
+#: messages a page never needs to send to its kernel
+REFUSED_MSG_TYPES = {"shutdown_request", "interrupt_request", "debug_request"}
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "dashboards" / "app.ipynb"
+TEMPLATE_ROOT = ROOT / "dashboards" / "share"
+TEMPLATE_NAME = "mushroom"
+KERNEL_BUDGET_MIB = 300  # what one page's kernel may grow to (scoring a large upload included)
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{retry}">
+<title>Mushroom workbench — full</title></head><body style="font-family: sans-serif; margin: 3em">
+<p class="mushroom-full">The workbench is full, retrying in a few seconds.</p>
+<p style="color: #555">{limit} people are using it now; this page reloads by itself every {retry} s.</p>
+</body></html>"""
+
+
+class DashboardRefused(ValueError):
+    """A setting that would make the dashboard unsafe or unusable (one sentence)."""
+
+
+def notebook_path() -> Path:
+    """dashboards/app.ipynb from the checkout."""
+    if not NOTEBOOK.exists():
+        raise FileNotFoundError(f"{NOTEBOOK} is missing; the dashboard notebook ships with the repository")
+    return NOTEBOOK
+
+
+def default_max_kernels() -> int:
+    """Page kernels that fit in half of the memory available now (at least 2, at most 64)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            avail_kib = next(int(line.split()[1]) for line in fh if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return 8
+    return max(2, min(64, avail_kib // 1024 // 2 // KERNEL_BUDGET_MIB))
+
+
+def _env_int(name: str, default: int, low: int, high: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DashboardRefused(f"{name}={raw[:40]!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise DashboardRefused(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def limits_from_env() -> dict:
+    """pool, max_kernels, close_grace and cull_idle_seconds from MUSHROOM_DASHBOARD_* (or their defaults)."""
+    return {"pool": _env_int("MUSHROOM_DASHBOARD_POOL", 2, 0, 64),
+            "max_kernels": _env_int("MUSHROOM_DASHBOARD_MAX_KERNELS", default_max_kernels(), 1, 1024),
+            "close_grace": _env_int("MUSHROOM_DASHBOARD_CLOSE_GRACE", 10, 1, 3600),
+            "cull_idle_seconds": _env_int("MUSHROOM_DASHBOARD_CULL_SECONDS", 120, 2, 86400)}
+
+
+def check_host(host: str, token: str | None) -> None:
+    """Anything but loopback needs a token."""
+    if host not in LOOPBACK and not token:
+        raise DashboardRefused(f"refusing to serve on {host} without a token: pass --token or set "
+                               "MUSHROOM_DASHBOARD_TOKEN (every request will need it)")
+
+
+def voila_config(port: int, *, host: str = "127.0.0.1", token: str | None = None, pool: int = 2,
+                 max_kernels: int = 8, close_grace: int = 10, cull_idle_seconds: int = 120, fill_delay: float = 15.0):
+    """The traitlets configuration ``serve`` runs Voila with."""
+    from traitlets.config import Config
+
+    c = Config()
+    c.Voila.ip = host
+    c.Voila.port = int(port)
+    c.Voila.port_retries = 0
+    c.Voila.open_browser = False
+    c.Voila.token = token or None
+    c.Voila.tornado_settings = {"websocket_max_message_size": WEBSOCKET_LIMIT,
+                                "mushroom": {"max_kernels": int(max_kernels), "close_grace": int(close_grace),
+                                             "pool": int(pool)}}
+    c.VoilaConfiguration.template = TEMPLATE_NAME
+    c.VoilaConfiguration.theme = "light"
+    c.VoilaConfiguration.show_tracebacks = False
+    c.VoilaConfiguration.preheat_kernel = pool > 0
+    c.VoilaConfiguration.default_pool_size = int(pool)
+    c.VoilaConfiguration.file_allowlist = []  # nothing next to the notebook is served
+    c.VoilaConfiguration.extension_denylist = list(UNUSED_EXTENSIONS)
+    # refill the pool after a burst, not during it: starting a kernel renders the notebook in the server
+    # process, which blocks the websockets of the pages being served (all of a burst waited for it)
+    c.VoilaKernelManager.fill_delay = float(fill_delay)
+    # kernels whose page never connected (a tab closed while loading) are culled when idle
+    c.MappingKernelManager.cull_idle_timeout = int(cull_idle_seconds)
+    c.MappingKernelManager.cull_interval = max(1, min(60, int(cull_idle_seconds) // 4))
+    c.MappingKernelManager.cull_connected = False
+    c.MappingKernelManager.cull_busy = False
+    return c
+
+
+def _voila_class():
+    from voila.app import Voila
+
+    from .handlers import replace_handlers
+
+    class MushroomVoila(Voila):
+        """Voila with the handlers of :mod:`.handlers` in place of its kernel, shutdown and page handlers."""
+
+        def init_handlers(self):
+            return replace_handlers(super().init_handlers())
+
+    return MushroomVoila
+
+
+def prepare_scoring_plan(settings: Settings) -> None:
+    """Save the champion's scoring plan once here, so page kernels score without scikit-learn."""
+    from ..predict_file import champion_scorer, remember_plan
+
+    remember_plan(settings, champion_scorer(settings))
+
+
+def serve(settings: Settings | None = None, port: int = 8866, *, host: str = "127.0.0.1",
+          token: str | None = None) -> int:
+    """Serve dashboards/app.ipynb with Voila on host:port until interrupted. Returns an exit code."""
+    from ..registry import Registry
+    from ..service import NoChampionError
+
+    settings = settings or get_settings()
+    token = token or os.environ.get("MUSHROOM_DASHBOARD_TOKEN") or None
+    check_host(host, token)
+    limits = limits_from_env()
+    if Registry(settings).champion() is None:
+        raise NoChampionError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
+    nb = notebook_path()
+    ensure_port_free(port)
+    prepare_scoring_plan(settings)
+    # kernels inherit this environment: the home decides which models and data the page uses
+    os.environ["MUSHROOM_HOME"] = str(settings.home)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    jp = os.environ.get("JUPYTER_PATH")
+    os.environ["JUPYTER_PATH"] = str(TEMPLATE_ROOT) + (os.pathsep + jp if jp else "")
+    cfg = voila_config(port, host=host, token=token, **limits)
+    shown = "127.0.0.1" if host in LOOPBACK else host
+    print(f"mushroom dashboard: http://{shown}:{port}/{'?token=…' if token else ''} (home {settings.home}; "
+          f"{json.dumps(limits)}; Ctrl-C stops)", file=sys.stderr, flush=True)
+    app = _voila_class()(config=cfg)
+    app.initialize([str(nb)])
+    app.start()
+    return 0

@@ -1,0 +1,92 @@
+"""The model as a page's kernel sees it: scoring from the champion's saved plan, feedback through ModelService.
+
+A kernel serving a page scores with the champion's scoring plan (plain arrays; no scikit-learn, no model
+file) and makes its :class:`~mushroom_lib.service.ModelService` only when the page first sends feedback.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+
+from ..feedback import FeedbackStore
+from ..registry import Registry
+from ..service import ModelService
+from ..settings import Settings
+
+
+class _FeedbackCounts:
+    """How many rows until the next retrain, counted exactly as ModelService counts them, without loading a model."""
+
+    consumed_rows = ModelService.consumed_rows
+    rows_until_retrain = ModelService.rows_until_retrain
+
+    def __init__(self, settings: Settings):
+        self.settings, self.registry, self.store = settings, Registry(settings), FeedbackStore(settings)
+
+
+class ModelSource:
+    """The serving scorer (swapped when champion.json changes), the feedback counts and the lazy service."""
+
+    def __init__(self, settings: Settings, service: ModelService | None = None):
+        self.settings = settings
+        self.registry = Registry(settings)
+        self._service = service
+        self._counts = _FeedbackCounts(settings)
+        self._lock = threading.Lock()
+        self._scorer = None
+        self._stamp: tuple | None = None
+
+    @property
+    def scorer(self):
+        """The champion's scorer: from its plan when one is saved, else loaded once (and its plan saved)."""
+        stamp = self.registry.champion_stamp()
+        if self._scorer is not None and stamp == self._stamp:
+            return self._scorer
+        with self._lock:
+            if self._service is not None and self._service.model_version == self.registry.champion():
+                scorer = self._service.scorer  # the page's own service already holds the model
+            else:
+                from ..predict_file import champion_scorer
+
+                scorer = champion_scorer(self.settings)
+            from ..predict_file import remember_plan
+
+            remember_plan(self.settings, scorer)  # the next kernel starts from the plan
+            self._scorer, self._stamp = scorer, stamp
+        return scorer
+
+    @property
+    def version(self) -> str | None:
+        """The serving version (None before the first training); one stat when nothing changed."""
+        if self.registry.champion_stamp() is None:
+            return None
+        return self.scorer.version
+
+    def score(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Every scored column the model returns for validated features."""
+        return self.scorer.score(features)
+
+    def pca(self, features: pd.DataFrame):
+        return self.scorer.pca(features)
+
+    def rows_until_retrain(self) -> int:
+        return self._counts.rows_until_retrain()
+
+    @property
+    def service(self) -> ModelService:
+        """The ModelService that takes this page's feedback (made on first use)."""
+        if self._service is None:
+            with self._lock:
+                if self._service is None:
+                    self._service = ModelService(settings=self.settings)
+        return self._service
+
+    @property
+    def service_started(self) -> bool:
+        return self._service is not None
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()

@@ -1,0 +1,153 @@
+"""A dashboard server in a subprocess and Debian's chromium, for the browser tests and the benchmarks.
+
+Not part of the installed package: ``mushroom_lib`` never needs a browser or a server it did not start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mushroom_lib.ports import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOK = ROOT / "dashboards" / "app.ipynb"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+POOL_FILLED = "Kernel pool of app.ipynb is filled"
+
+
+def chromium_path() -> str | None:
+    """Debian's chromium (Playwright's own browser download is not used)."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class ServerProcess:
+    """A dashboard (or plain Voila) server in its own process group on 127.0.0.1."""
+
+    def __init__(self, cmd: list[str], *, port: int, env: dict | None = None, log_path: str | Path | None = None):
+        self.cmd, self.port = cmd, port
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = Path(log_path) if log_path else None
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    @classmethod
+    def dashboard(cls, home: str | Path, port: int | None = None, *, log_path=None, cull_seconds: int | None = None,
+                  env: dict | None = None, args: list[str] | None = None) -> "ServerProcess":
+        """``mushroom dashboard`` for ``home`` on a free port (extra ``env`` and CLI ``args`` if given)."""
+        port = port or free_port()
+        full_env = {"MUSHROOM_HOME": str(home), "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+        if cull_seconds:
+            full_env["MUSHROOM_DASHBOARD_CULL_SECONDS"] = str(cull_seconds)
+        return cls([sys.executable, "-m", "mushroom_lib.cli", "--home", str(home), "dashboard", "--port", str(port),
+                    *(args or [])], port=port, env=full_env, log_path=log_path)
+
+    @classmethod
+    def plain_voila(cls, home: str | Path, port: int | None = None, *, log_path=None) -> "ServerProcess":
+        """Voila with its defaults serving the same notebook (the benchmark's baseline)."""
+        port = port or free_port()
+        env = {"MUSHROOM_HOME": str(home), "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
+        return cls([sys.executable, "-m", "voila", str(NOTEBOOK), "--no-browser", f"--port={port}",
+                    "--Voila.ip=127.0.0.1", "--Voila.port_retries=0",
+                    "--MappingKernelManager.cull_idle_timeout=30", "--MappingKernelManager.cull_interval=5"],
+                   port=port, env=env, log_path=log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 60.0) -> "ServerProcess":
+        out = subprocess.DEVNULL
+        if self.log_path:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(self.log_path, "wb")
+            out = self._log
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.2)  # polling a port that is not open yet
+        self.stop()
+        raise TimeoutError(f"server not listening on {self.port} after {timeout}s: {self.log_tail()}")
+
+    def log_text(self) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(errors="replace")
+
+    def log_tail(self, n: int = 2000) -> str:
+        return self.log_text()[-n:]
+
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log_text().count(text) >= count:
+                return True
+            time.sleep(0.2)  # polling the log file
+        return False
+
+    def kernel_pids(self) -> list[int]:
+        """Pids of the server's live kernel processes (children running ipykernel)."""
+        if self.proc is None:
+            return []
+        out = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+                if ppid != self.proc.pid:
+                    continue
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if b"ipykernel" in fh.read():
+                        out.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the server (Voila shuts its kernels down), SIGKILL if it lingers."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def rss_mib(pid: int) -> float | None:
+    """Resident memory of a process in MiB (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
