@@ -10,20 +10,19 @@ import threading
 
 import pandas as pd
 
-from ..feedback import FeedbackStore
+from ..feedback_loop import FeedbackLoop
 from ..registry import Registry
 from ..service import ModelService
 from ..settings import Settings
 
 
-class _FeedbackCounts:
+def _scores_nothing():
+    raise RuntimeError("counting feedback scores nothing")
+
+
+def _feedback_counts(settings: Settings) -> FeedbackLoop:
     """How many rows until the next retrain, counted exactly as ModelService counts them, without loading a model."""
-
-    consumed_rows = ModelService.consumed_rows
-    rows_until_retrain = ModelService.rows_until_retrain
-
-    def __init__(self, settings: Settings):
-        self.settings, self.registry, self.store = settings, Registry(settings), FeedbackStore(settings)
+    return FeedbackLoop(settings, _scores_nothing, lambda: None)
 
 
 class ModelSource:
@@ -33,7 +32,7 @@ class ModelSource:
         self.settings = settings
         self.registry = Registry(settings)
         self._service = service
-        self._counts = _FeedbackCounts(settings)
+        self._counts = _feedback_counts(settings)
         self._lock = threading.Lock()
         self._scorer = None
         self._stamp: tuple | None = None
