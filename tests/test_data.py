@@ -9,9 +9,11 @@ from __future__ import annotations
 import gzip
 import http.server
 import io
+import json
 import os
 import resource
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -275,18 +277,27 @@ def _zip(path: Path, pieces, repeat: int) -> Path:
     return path
 
 
+#: Starts the command bounded by RLIMIT_AS and prints its own peak RSS. The command is started by this small
+#: launcher, not by pytest: on Linux a child's ru_maxrss starts from the RSS of the process that forked it
+#: (exec keeps the old address space's high-water mark), and pytest's own RSS grows over a run.
+_RSS_LAUNCHER = r"""
+import json, os, resource, subprocess, sys
+limit = int(sys.argv[1]) << 20
+def bound():
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+proc = subprocess.Popen(sys.argv[2:], stdout=subprocess.DEVNULL, preexec_fn=bound)
+_, status, usage = os.wait4(proc.pid, 0)
+print(json.dumps({"code": os.waitstatus_to_exitcode(status), "maxrss": usage.ru_maxrss * 1024}))
+"""
+
+
 def _run_measured(*args: str, address_space_mib: int = 1024) -> tuple[int, str, int]:
     """The console script in a child bounded by RLIMIT_AS (a regression fails instead of eating the
     machine); returns (exit status, stderr, the child's own peak resident memory in bytes)."""
-    def bound():
-        resource.setrlimit(resource.RLIMIT_AS, (address_space_mib << 20, address_space_mib << 20))
-
-    with open(os.devnull, "wb") as out, subprocess.Popen(
-            [*mushroom_cmd(), *args], stdout=out, stderr=subprocess.PIPE, env=cli_env(), preexec_fn=bound) as proc:
-        err = proc.stderr.read().decode()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss * 1024  # ru_maxrss is in KiB on Linux
+    res = subprocess.run([sys.executable, "-S", "-c", _RSS_LAUNCHER, str(address_space_mib), *mushroom_cmd(), *args],
+                         capture_output=True, text=True, env=cli_env(), timeout=300)
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    return info["code"], res.stderr, info["maxrss"]
 
 
 def test_zip_bomb_is_refused_within_300_mib_naming_the_cap(home, tmp_path):

@@ -116,7 +116,7 @@ def test_poisoned_feedback_never_teaches_edible(trained_home):
     assert r.promoted and svc.model_version == r.candidate_version
     after = svc.predict(poisonous.drop(columns="class"))
     assert (after["prediction"] == "poisonous").all()
-    assert (after["reason"] == "conflicting reports").sum() >= in_training
+    assert after["reason"].str.startswith("conflicting reports").sum() >= in_training
     assert svc.status()["contradicting_feedback_rows"] == 400
 
 
