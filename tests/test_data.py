@@ -10,8 +10,6 @@ import gzip
 import http.server
 import io
 import json
-import os
-import resource
 import subprocess
 import sys
 import threading
