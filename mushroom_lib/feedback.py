@@ -241,22 +241,11 @@ class FeedbackStore:
             with self.lock():
                 self.repair()
             raw = self.path.read_bytes()
-        text = raw.decode("utf-8", errors="replace")
-        reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
-        if header is None:
-            return pd.DataFrame(columns=PROD_COLUMNS)
-        old = header == OLD_COLUMNS  # not upgraded yet: ids are the file order
-        width = len(OLD_COLUMNS) if old else len(PROD_COLUMNS)
-        good, bad = [], []
-        for rec in reader:
-            if len(rec) == width:
-                good.append(rec)
-            elif rec:
-                bad.append(",".join(rec).encode())
-        if bad:
-            warnings.warn(f"{self.path}: skipped {len(bad)} line(s) with the wrong number of fields", stacklevel=2)
-        df = pd.DataFrame(good, columns=OLD_COLUMNS if old else PROD_COLUMNS, dtype=object)
+        df, old = _parse_fast(raw)
+        if df is None:  # a damaged or unusual file: the record-by-record reader names what it skips
+            df, old = self._parse_records(raw)
+            if df is None:
+                return pd.DataFrame(columns=PROD_COLUMNS)
         if old:
             df["feedback_id"] = range(1, len(df) + 1)
         df["feedback_id"] = pd.to_numeric(df["feedback_id"], errors="coerce").fillna(0).astype("int64")
@@ -266,6 +255,24 @@ class FeedbackStore:
             if gone:
                 df = df[~df["feedback_id"].isin(list(gone))].reset_index(drop=True)
         return df
+
+    def _parse_records(self, raw: bytes) -> tuple[pd.DataFrame | None, bool]:
+        """Record by record: lines with the wrong number of fields are skipped with a warning."""
+        reader = csv.reader(io.StringIO(raw.decode("utf-8", errors="replace"), newline=""))
+        header = next(reader, None)
+        if header is None:
+            return None, False
+        old = header == OLD_COLUMNS  # not upgraded yet: ids are the file order
+        width = len(OLD_COLUMNS) if old else len(PROD_COLUMNS)
+        good, bad = [], []
+        for rec in reader:
+            if len(rec) == width:
+                good.append(rec)
+            elif rec:
+                bad.append(rec)
+        if bad:
+            warnings.warn(f"{self.path}: skipped {len(bad)} line(s) with the wrong number of fields", stacklevel=3)
+        return pd.DataFrame(good, columns=OLD_COLUMNS if old else PROD_COLUMNS, dtype=object), old
 
     def count(self) -> int:
         """Number of complete data rows (from the summary when it matches the file)."""
@@ -278,3 +285,17 @@ class FeedbackStore:
         except FileNotFoundError:
             return 0
         return max(0, n - 1)
+
+
+def _parse_fast(raw: bytes) -> tuple[pd.DataFrame | None, bool]:
+    """The usual case in one call of pandas' C parser: a well-formed file in either column layout. None when
+    anything is unusual (a short or long line, a bad byte, an unknown header), for the careful reader."""
+    try:
+        df = pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8",
+                         on_bad_lines="error", engine="c")
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return None, False
+    header = list(df.columns)
+    if header not in (PROD_COLUMNS, OLD_COLUMNS) or df.isna().to_numpy().any():
+        return None, False
+    return df.astype(object), header == OLD_COLUMNS
