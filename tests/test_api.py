@@ -367,6 +367,7 @@ def test_mallory_and_alice_through_http(trained_home, dataset):
     ("/feedback/exclude", {"source": "alice", "since": "2100-01-01", "reason": "x"}, 404, "since 2100-01-01"),
     ("/feedback/include", {"ids": [2]}, 409, "row 2 is not excluded"),
     ("/feedback/exclude", {"ids": [1, -4], "reason": "typo"}, 422, "'-4' is not a feedback id"),
+    ("/feedback/exclude", {"ids": [True], "reason": "typo"}, 422, "ids.0: Input should be a valid integer"),
     ("/feedback/exclude", {"source": "alice", "since": "soon-ish", "reason": "x"}, 422, "is not an ISO 8601 time"),
     ("/feedback/exclude", {"ids": [1, 2]}, 422, "needs a reason"),
     ("/feedback/exclude", {"ids": [1], "reason": "   "}, 422, "needs a reason"),

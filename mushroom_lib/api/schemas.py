@@ -6,9 +6,9 @@ rows themselves (so a bad row gets its own sentence naming row, column, value an
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, create_model
 
 from ..schema import CODES, FEATURES, valid_codes
 
@@ -231,6 +231,12 @@ def _schema(**fixed):
     return apply
 
 
+def _whole(value):
+    """JSON's 3.0 is the integer 3 (as JSON Schema says); true, "3" and 3.5 stay invalid."""
+    return int(value) if type(value) is float and value.is_integer() else value
+
+
+FeedbackId = Annotated[StrictInt, BeforeValidator(_whole)]
 _IDS = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10**12 - 1}, "minItems": 1}
 _REASON = {"type": "string", "minLength": 1, "pattern": "\\S"}  # the library keeps 500 characters
 SINCE = "only rows sent at or after this time (ISO 8601, UTC unless it says otherwise), e.g. 2026-11-30 or " \
@@ -243,12 +249,12 @@ class ExcludeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "required": ["reason"], "oneOf": [{"required": ["ids"]}, {"required": ["source"]}]})
-    ids: list[int] | None = Field(None, description="feedback ids (see GET /feedback)",
+    ids: list[FeedbackId] | None = Field(None, description="feedback ids (see GET /feedback)",
                                   json_schema_extra=_schema(**_IDS))
     source: str | None = Field(None, description="every row this source sent (instead of ids)",
                                json_schema_extra=_schema(type="string", minLength=1))
     since: str | None = Field(None, description="with source: " + SINCE,
-                                   json_schema_extra=_schema(type="string", format="date-time"))
+                              json_schema_extra=_schema(type="string", format="date-time"))
     reason: str = Field("", description="why the rows are wrong", json_schema_extra=_schema(**_REASON))
 
 
@@ -256,7 +262,7 @@ class IncludeRequest(BaseModel):
     """Excluded rows to use for training again."""
 
     model_config = ConfigDict(extra="forbid")
-    ids: list[int] = Field(description="feedback ids now excluded", json_schema_extra=_schema(**_IDS))
+    ids: list[FeedbackId] = Field(description="feedback ids now excluded", json_schema_extra=_schema(**_IDS))
     reason: str = Field("", description="why (optional; kept in the audit log)",
                         json_schema_extra=_schema(type="string"))
 
