@@ -21,6 +21,14 @@ class ReviewError(ValueError):
     """A selection or request a user can fix (unknown ids, nothing selected, no reason)."""
 
 
+class ReviewNotFound(ReviewError):
+    """The ids or the source/time named select no stored feedback row (HTTP 404)."""
+
+
+class ReviewConflict(ReviewError):
+    """The rows are already in the state asked for: excluded twice, or included while not excluded (HTTP 409)."""
+
+
 def _since(value) -> pd.Timestamp | None:
     if value in (None, ""):
         return None
@@ -83,7 +91,8 @@ class FeedbackReview:
                 who: str | None = None) -> dict:
         """Exclude rows by id, or every row of a source (optionally since a time). Returns the event logged.
 
-        Raises ReviewError (nothing written) for unknown ids, an empty selection or a missing reason."""
+        Raises ReviewError (nothing written): ReviewNotFound for unknown ids or an empty selection,
+        ReviewConflict when all are excluded already, ReviewError itself for a missing reason."""
         reason = " ".join(str(reason or "").split())
         if not reason:
             raise ReviewError('an exclusion needs a reason, e.g. --reason "labelled by guesswork"')
@@ -101,18 +110,21 @@ class FeedbackReview:
                 chosen = self._select(df, source=source, since=since)
                 if not len(chosen):
                     when = f" since {since}" if since else ""
-                    raise ReviewError(f"no feedback rows from source {str(source)[:40]!r}{when}; nothing excluded")
+                    raise ReviewNotFound(f"no feedback rows from source {str(source)[:40]!r}{when}; "
+                                         "nothing excluded")
                 wanted = chosen["feedback_id"].astype(int).tolist()
             new = sorted(set(wanted) - set(gone))
             if not new:
-                raise ReviewError(f"all {len(set(wanted))} selected rows are already excluded; nothing changed")
+                raise ReviewConflict(f"all {len(set(wanted))} selected rows are already excluded; nothing changed")
             event = {"action": "exclude", "ids": new, "reason": reason[:500], "who": who or _user(),
                      "when": jobs.utc_now(), "selection": {"source": source, "since": str(since) if since else None}}
             self.store.log_exclusion(event)
         return event
 
     def include(self, ids, *, who: str | None = None, reason: str = "") -> dict:
-        """Take back exclusions of these rows. Raises ReviewError for unknown or not-excluded ids."""
+        """Take back exclusions of these rows.
+
+        Raises ReviewNotFound (unknown ids) or ReviewConflict (not excluded); nothing is written then."""
         wanted = _ids(ids or [])
         if not wanted:
             raise ReviewError("name the feedback ids to include again")
@@ -122,8 +134,8 @@ class FeedbackReview:
             gone = self.store.excluded()
             idle = [i for i in wanted if i not in gone]
             if idle:
-                raise ReviewError(f"feedback row {idle[0]} is not excluded"
-                                  + (f" (nor {len(idle) - 1} other(s))" if len(idle) > 1 else "") + "; nothing changed")
+                raise ReviewConflict(f"feedback row {idle[0]} is not excluded"
+                                     + (f" (nor {len(idle) - 1} other(s))" if len(idle) > 1 else "") + "; nothing changed")
             event = {"action": "include", "ids": sorted(set(wanted)), "reason": " ".join(str(reason).split())[:500],
                      "who": who or _user(), "when": jobs.utc_now()}
             self.store.log_exclusion(event)
@@ -135,7 +147,7 @@ class FeedbackReview:
         unknown = [i for i in wanted if i not in known]
         if unknown:
             more = f" (and {len(unknown) - 1} other unknown id(s))" if len(unknown) > 1 else ""
-            raise ReviewError(f"there is no feedback row with id {unknown[0]}{more}; nothing was changed "
+            raise ReviewNotFound(f"there is no feedback row with id {unknown[0]}{more}; nothing was changed "
                               "(see `mushroom feedback list`)")
 
     def retrain(self, *, wait: bool = True) -> Receipt:

@@ -16,7 +16,7 @@ from mushroom_lib import cli
 from mushroom_lib.api import create_app
 from mushroom_lib.api.process import ApiProcess
 from mushroom_lib.data import load_dataset
-from mushroom_lib.schema import CODES, FEATURES, SchemaError, validate_frame
+from mushroom_lib.schema import CODES, FEATURES, LABELS, SchemaError, validate_frame
 from mushroom_lib.service import ModelService
 from mushroom_lib.settings import get_settings
 
@@ -244,6 +244,8 @@ def test_key_for_reads_closes_reads_but_not_probes(trained_home, dataset):
     with make_client(trained_home, api_key=KEY, key_for_reads=True) as c:
         assert c.post("/predict", json={"rows": rows_of(dataset, 1)}).status_code == 401
         assert c.get("/status").status_code == 401 and c.get("/models").status_code == 401
+        assert c.post("/identify", json={"odor": "a"}).status_code == 401 and c.get("/feedback").status_code == 401
+        assert c.post("/identify", json={"odor": "a"}, headers={"X-API-Key": KEY}).json()["prediction"] == "edible"
         ok = c.post("/predict", json={"rows": rows_of(dataset, 1)}, headers={"X-API-Key": KEY})
         assert ok.status_code == 200
         assert c.get("/health").status_code == 200 and c.get("/ready").status_code == 200
@@ -254,6 +256,150 @@ def test_non_loopback_without_a_key_refuses_to_start(trained_home, monkeypatch, 
     assert cli.main(["--home", str(trained_home), "api", "--host", "0.0.0.0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "MUSHROOM_API_KEY" in err and "0.0.0.0" in err
+
+
+# ---------------------------------------------------------------- identify
+def test_identify_almond_odor_is_edible_like_every_matching_known_mushroom(client, trained_home, dataset):
+    res = client.post("/identify", json={"odor": "a"})
+    assert res.status_code == 200
+    body = res.json()
+    almond = dataset[dataset["odor"] == "a"]
+    assert (body["prediction"], body["matching_known"], body["matching_poisonous"]) == ("edible", 400, 0)
+    assert len(almond) == 400 and (almond["class"] == "e").all()  # what the answer claims, from the data
+    assert body["ask_next"] is None and body["given"] == {"odor": "a"} and "not advice" in body["note"]
+    assert "model" not in body  # only with all 22 features
+    assert body == ModelService(trained_home).identify({"odor": "a"})
+
+
+def test_identify_no_odor_is_poisonous_and_asks_the_next_question(client, dataset):
+    body = client.post("/identify", json={"odor": "n", "cap-color": "unknown", "habitat": None}).json()
+    none = dataset[dataset["odor"] == "n"]
+    assert body["prediction"] == "poisonous" and body["given"] == {"odor": "n"}  # unknown and null stay open
+    assert body["matching_known"] == len(none) and body["matching_poisonous"] == int((none["class"] == "p").sum()) > 0
+    ask = body["ask_next"]
+    assert ask["feature"] != "odor" and ask["information_gain"] > 0
+    assert set(ask["codes"]) == set(none[ask["feature"]])  # the codes seen among the matches
+
+
+def test_identify_a_combination_no_known_mushroom_has_is_poisonous(client, dataset):
+    almond = dataset[dataset["odor"] == "a"]
+    never = sorted(set(CODES["spore-print-color"]) - set(almond["spore-print-color"]))[0]
+    body = client.post("/identify", json={"odor": "a", "spore-print-color": never}).json()
+    assert (body["prediction"], body["matching_known"], body["matching_poisonous"]) == ("poisonous", 0, 0)
+    assert "unknown means poisonous" in body["reason"] and body["ask_next"] is None
+
+
+def test_identify_with_all_22_features_adds_the_models_answer(client, trained_home, dataset):
+    row = dataset[FEATURES].iloc[3].to_dict()
+    body = client.post("/identify", json=row).json()
+    expected = ModelService(trained_home).predict(row).iloc[0]
+    assert body["model"]["model_version"] == "v0001" and body["model"]["prediction"] == expected["prediction"]
+    assert body["prediction"] == LABELS[dataset["class"].iloc[3]] and body["matching_known"] >= 1
+
+
+@pytest.mark.parametrize("given, words", [
+    ({"odor": "q"}, ["odor='q'", "a (almond)", "n (none)"]),
+    ({"odor": 7}, ["odor='7'", "valid codes"]),
+    ({"smell": "a"}, ["'smell' is not a mushroom feature"]),
+])
+def test_identify_bad_feature_or_code_gets_the_librarys_sentence(client, given, words):
+    from mushroom_lib.identify import check_given
+
+    res = client.post("/identify", json=given)
+    assert res.status_code == 422
+    with pytest.raises(SchemaError) as expected:
+        check_given({k: v if isinstance(v, str) else json.dumps(v) for k, v in given.items()})
+    assert res.json() == {"detail": str(expected.value)}
+    assert all(w in res.json()["detail"] for w in words)
+
+
+def test_identify_refuses_what_is_not_an_object_of_codes(client):
+    assert client.post("/identify", json=[["odor", "a"]]).status_code == 422
+    assert client.post("/identify", content=b"odor=a", headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+# ---------------------------------------------------------------- feedback review (issue 15)
+def test_mallory_and_alice_through_http(trained_home, dataset):
+    """10 wrong labels from mallory, 10 right ones from alice; mallory's are excluded by source with a reason,
+    GET /feedback shows them excluded, K counts alice's only, and writes need the key."""
+    poisonous = dataset[dataset["class"] == "p"].iloc[:10]
+    mallory = rows_of(poisonous.assign(**{"class": "e"}), 10, label=True)  # deadly mushrooms called edible
+    alice = rows_of(dataset.iloc[1000:], 10, label=True)
+    key = {"X-API-Key": KEY}
+    log = get_settings(trained_home).prod_path.with_name("prod_data.exclusions.jsonl")
+    with TestClient(create_app(get_settings(trained_home, k=50), api_key=KEY), raise_server_exceptions=False) as c:
+        for name, rows in (("mallory", mallory), ("alice", alice)):
+            res = c.post("/feedback", params={"source": name}, json={"rows": rows}, headers=key)
+            assert res.status_code == 200 and res.json()["rows_written"] == 10
+        exclude = {"source": "mallory", "reason": "labels were guesses"}
+        assert c.post("/feedback/exclude", json=exclude).status_code == 401
+        assert c.post("/feedback/exclude", json=exclude, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert not log.exists()  # refused: nothing written
+        res = c.post("/feedback/exclude", json=exclude, headers=key)
+        assert res.status_code == 200
+        event = res.json()
+        assert event["action"] == "exclude" and event["ids"] == list(range(1, 11)) and event["who"] == "api:key"
+
+        again = c.post("/feedback/exclude", json={"ids": [2, 5], "reason": "twice"}, headers=key)
+        assert again.status_code == 409 and "already excluded" in again.json()["detail"]
+
+        listed = c.get("/feedback", params={"source": "mallory"}).json()
+        assert listed["total"] == 10 and [r["feedback_id"] for r in listed["rows"]] == list(range(1, 11))
+        assert all(r["excluded"] and r["excluded_reason"] == "labels were guesses" and r["contradicts"]
+                   and r["excluded_by"] == "api:key" and r["excluded_at"] for r in listed["rows"])
+        alice_rows = c.get("/feedback", params={"source": "alice"}).json()["rows"]
+        assert [r["excluded"] for r in alice_rows] == [False] * 10 and alice_rows[0]["excluded_reason"] is None
+        status = c.get("/status").json()
+        assert status["feedback_excluded"] == 10 and status["rows_until_retrain"] == 40  # K counts alice's only
+        assert status["feedback_sources"] == {"mallory": 10, "alice": 10}
+
+        assert c.post("/feedback/include", json={"ids": [3]}).status_code == 401
+        assert c.post("/feedback/include", json={"ids": [3]}, headers=key).json()["ids"] == [3]
+        still = c.get("/feedback", params={"excluded": "true"}).json()
+        assert [r["feedback_id"] for r in still["rows"]] == [i for i in range(1, 11) if i != 3]
+    assert len(log.read_text().splitlines()) == 2  # the exclusion and the inclusion, nothing else
+    assert len(pd.read_csv(get_settings(trained_home).prod_path)) == 20  # prod_data.csv keeps every row
+
+
+@pytest.mark.parametrize("path, body, status, words", [
+    ("/feedback/exclude", {"ids": [999], "reason": "typo"}, 404, "no feedback row with id 999"),
+    ("/feedback/exclude", {"source": "nobody", "reason": "typo"}, 404, "no feedback rows from source 'nobody'"),
+    ("/feedback/exclude", {"source": "alice", "since": "2100-01-01", "reason": "x"}, 404, "since 2100-01-01"),
+    ("/feedback/include", {"ids": [2]}, 409, "row 2 is not excluded"),
+    ("/feedback/exclude", {"ids": [1, -4], "reason": "typo"}, 422, "'-4' is not a feedback id"),
+    ("/feedback/exclude", {"ids": [True], "reason": "typo"}, 422, "ids.0: Input should be a valid integer"),
+    ("/feedback/exclude", {"source": "alice", "since": "soon-ish", "reason": "x"}, 422, "is not an ISO 8601 time"),
+    ("/feedback/exclude", {"ids": [1, 2]}, 422, "needs a reason"),
+    ("/feedback/exclude", {"ids": [1], "reason": "   "}, 422, "needs a reason"),
+    ("/feedback/exclude", {"reason": "why"}, 422, "name the rows"),
+    ("/feedback/exclude", {"ids": [1], "source": "alice", "reason": "why"}, 422, "not both"),
+    ("/feedback/include", {"ids": []}, 422, "name the feedback ids"),
+])
+def test_refused_review_requests_get_the_librarys_sentence_and_write_nothing(client, trained_home, dataset,
+                                                                             path, body, status, words):
+    sent = client.post("/feedback", params={"source": "alice"}, json={"rows": rows_of(dataset, 3, label=True)})
+    assert sent.status_code == 200
+    prod = get_settings(trained_home).prod_path
+    before = prod.read_bytes()
+    res = client.post(path, json=body)
+    assert res.status_code == status and words in res.json()["detail"]
+    assert prod.read_bytes() == before and not prod.with_name("prod_data.exclusions.jsonl").exists()
+
+
+def test_feedback_list_filters_and_pages(client, dataset):
+    assert client.get("/feedback").json() == {"total": 0, "rows": []}
+    client.post("/feedback", json={"rows": rows_of(dataset, 4, label=True)})  # source "api" by default
+    client.post("/feedback", params={"source": "bob"}, json={"rows": rows_of(dataset.iloc[4:], 3, label=True)})
+    page = client.get("/feedback", params={"offset": 2, "limit": 3}).json()
+    assert page["total"] == 7 and [r["feedback_id"] for r in page["rows"]] == [3, 4, 5]
+    assert [r["source"] for r in page["rows"]] == ["api", "api", "bob"]
+    assert client.get("/feedback", params={"contradicting": "true"}).json()["total"] == 0  # true labels
+    assert client.get("/feedback", params={"since": "2999-01-01"}).json()["total"] == 0
+    bad = client.get("/feedback", params={"since": "someday"})
+    assert bad.status_code == 422 and "'someday' is not an ISO 8601 time" in bad.json()["detail"]
+    assert client.get("/feedback", params={"limit": 0}).status_code == 422
+    assert client.post("/feedback", params={"source": "a b;c"}, json={"rows": rows_of(dataset, 1, label=True)}
+                       ).status_code == 422  # a source name is letters, digits and -_.:@
 
 
 # ---------------------------------------------------------------- models, status
@@ -294,10 +440,11 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(trained_home
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in operations} == {
-        "POST /predict", "POST /feedback", "GET /models", "POST /models/{version}/promote", "POST /models/rollback",
+        "POST /predict", "POST /identify", "POST /feedback", "GET /feedback", "POST /feedback/exclude",
+        "POST /feedback/include", "GET /models", "POST /models/{version}/promote", "POST /models/rollback",
         "GET /health", "GET /ready", "GET /status"}
-    if mode == "negative":  # the bodies: every other input is a free string or absent
-        operations = [op for op in operations if op.path in ("/predict", "/feedback")]
+    if mode == "negative":  # the bodies and the feedback list's typed query; other inputs are free strings
+        operations = [op for op in operations if op.path.startswith(("/predict", "/identify", "/feedback"))]
     for op in operations:
         @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
         @hyp_settings(max_examples=12, deadline=None, database=None, suppress_health_check=list(HealthCheck))

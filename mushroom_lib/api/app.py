@@ -15,13 +15,14 @@ from ..settings import Settings, get_settings
 from . import errors, openapi
 from .config import ApiConfig
 from .limits import BodySizeLimit
-from .routers import feedback, health, models, predict
+from .routers import feedback, feedback_review, health, identify, models, predict
 
 DESCRIPTION = """The mushroom workbench over HTTP: the same model registry, feedback store and hot swap as
 the `mushroom` command, the dashboard and the library.
 
-**Safety first**: a row marked `uncertain` is to be treated as poisonous. Writes (`/feedback`, promote,
-rollback) need the `X-API-Key` header when the server has `MUSHROOM_API_KEY` set. Every error is
+**Safety first**: a row marked `uncertain` is to be treated as poisonous, and `/identify` answers edible
+only when every known mushroom with the given features is edible. Writes (`/feedback`, its exclude/include,
+promote, rollback) need the `X-API-Key` header when the server has `MUSHROOM_API_KEY` set. Every error is
 `{"detail": "one sentence"}`."""
 
 _UNSET = object()
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None, *, api_key=_UNSET, key_for_read
     app = FastAPI(title="Mushroom workbench API", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)
     app.state.config = config
-    routers = [m.router for m in (predict, feedback, models, health)]
+    routers = [m.router for m in (predict, identify, feedback, feedback_review, models, health)]
     for router in routers:
         app.include_router(router)
     errors.install(app, config.settings.home)

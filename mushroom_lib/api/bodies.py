@@ -1,5 +1,6 @@
-"""Reading request bodies: JSON ``{"rows": [...]}``, a CSV (either layout) or the seed's
-``{"observation": [22 integers]}``, into what the library takes. Validation of the rows is the library's.
+"""Reading request bodies: JSON ``{"rows": [...]}``, a CSV (either layout), the seed's
+``{"observation": [22 integers]}``, features to identify or a review request, into what the library takes.
+Validation of the rows and the codes is the library's.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ import threading
 from dataclasses import dataclass
 
 import pandas as pd
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..schema import CODES, FEATURES, SchemaError, read_csv_bytes
 from ..settings import Settings
@@ -30,6 +33,13 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "application/json").split(";", 1)[0].strip().lower() or "application/json"
 
 
+def _json(data: bytes):
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(422, f"the body is not valid JSON ({exc.__class__.__name__}: {exc})") from None
+
+
 def parse(data: bytes, content_type: str | None) -> Body:
     """The body as rows; raises ApiError (415, 422) or SchemaError with one sentence."""
     kind = media_type(content_type)
@@ -37,10 +47,7 @@ def parse(data: bytes, content_type: str | None) -> Body:
         return Body(read_csv_bytes(data, source="the request body"), csv=True)
     if kind != "application/json" and not kind.endswith("+json"):
         raise ApiError(415, f"content type {kind!r} is not accepted; send application/json or text/csv")
-    try:
-        payload = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise ApiError(422, f"the body is not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    payload = _json(data)
     if isinstance(payload, dict) and "observation" in payload:
         return Body(None, seed=payload)
     if not isinstance(payload, dict) or "rows" not in payload:
@@ -53,6 +60,33 @@ def parse(data: bytes, content_type: str | None) -> Body:
         if not isinstance(row, dict):
             raise ApiError(422, f"row {i} is not an object of feature: code pairs")
     return Body(rows)
+
+
+def _json_only(data: bytes, content_type: str | None, empty=None):
+    """A body that must be JSON (415 otherwise); ``empty`` stands for an empty body when given."""
+    kind = media_type(content_type)
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise ApiError(415, f"content type {kind!r} is not accepted; send application/json")
+    return empty if empty is not None and not data.strip() else _json(data)
+
+
+def parse_model(data: bytes, content_type: str | None, model: type[BaseModel]) -> BaseModel:
+    """A JSON body checked against a pydantic model; ApiError 415/422 (the first problem as one sentence)."""
+    payload = _json_only(data, content_type)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+
+
+def parse_features(data: bytes, content_type: str | None) -> dict[str, str]:
+    """A JSON object of feature: code pairs (any subset; null leaves a feature open) -> ApiError 415/422."""
+    payload = _json_only(data, content_type, empty={})
+    if not isinstance(payload, dict):
+        raise ApiError(422, 'expected a JSON object of feature: code pairs, e.g. {"odor": "n", "cap-color": "w"}')
+    # a number or a list is shown as sent, so the library's sentence names it beside the valid codes
+    return {name: value if isinstance(value, str) else json.dumps(value)
+            for name, value in payload.items() if value is not None}
 
 
 class SeedEncoding:

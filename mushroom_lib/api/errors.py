@@ -1,7 +1,7 @@
 """Every error an API client can cause, as one JSON sentence ``{"detail": "..."}`` with a 4xx status.
 
-Library errors map to statuses here (bad rows 422, no model 503, ...); anything unexpected becomes a 500
-whose body names no path and carries no traceback. Paths inside the home are shown relative to it.
+Library errors map to statuses here (bad rows 422, unknown feedback ids 404, no model 503, ...); anything
+unexpected becomes a 500 whose body names no path and carries no traceback. Paths in the home are shown relative.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ def _validation_sentence(exc: RequestValidationError) -> str:
 def install(app: FastAPI, home) -> None:
     """Register the handlers that turn exceptions into one-sentence JSON answers."""
     from ..data import DataError
+    from ..feedback_review import ReviewConflict, ReviewError, ReviewNotFound
     from ..registry import RegistryError
     from ..schema import SchemaError
     from ..service import NoChampionError
@@ -83,6 +84,9 @@ def install(app: FastAPI, home) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(SchemaError, say(422))
+    app.add_exception_handler(ReviewError, say(422))  # Starlette picks the handler nearest in the class's MRO:
+    app.add_exception_handler(ReviewNotFound, say(404))  # nothing selected
+    app.add_exception_handler(ReviewConflict, say(409))  # already so
     app.add_exception_handler(NoChampionError, say(503))
     app.add_exception_handler(DataError, say(503))
     app.add_exception_handler(RegistryError, say(409))

@@ -19,9 +19,11 @@ _REASONS = {401: "the X-API-Key header is missing or wrong", 404: "no such model
             503: "no model is serving yet, or the data it needs is missing"}
 
 
-def errors(*statuses: int) -> dict:
-    """``responses=`` entries for these statuses, each answering ``{"detail": sentence}``."""
-    return {s: {"model": schemas.Error, "description": _REASONS[s]} for s in statuses}
+def errors(*statuses: int, reasons: dict[int, str] | None = None) -> dict:
+    """``responses=`` entries for these statuses, each answering ``{"detail": sentence}`` (``reasons`` says
+    what a status means on this route where the default does not fit)."""
+    why = {**_REASONS, **(reasons or {})}
+    return {s: {"model": schemas.Error, "description": why[s]} for s in statuses}
 
 
 def csv_pattern(label: bool) -> str:
