@@ -116,6 +116,7 @@ def ensure_worker(settings: Settings) -> bool:
     if log_path.exists() and log_path.stat().st_size > 1 << 20:  # bounded: keep the last run's lines only
         log_path.replace(log_path.with_suffix(".log.1"))
     env = {**os.environ, "DO_NOT_TRACK": "1", "MUSHROOM_HOME": str(settings.home)}
+    env.setdefault("OMP_NUM_THREADS", "1")  # one core for the retrain; the other stays with the serving processes
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "mushroom_lib.worker", "--home", str(settings.home)],
                                 env=env, start_new_session=True, stdin=subprocess.DEVNULL, stdout=log,

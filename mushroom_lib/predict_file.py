@@ -498,21 +498,19 @@ class RegistryLoader:
         return Registry(self.settings).load(self.version)
 
 
-def champion_scorer(settings: Settings) -> Scorer:
-    """The champion's Scorer, from its saved scoring plan when there is one.
+def plan_scorer(settings: Settings, version: str) -> Scorer | None:
+    """A version's Scorer from its saved scoring plan, or None when there is no plan that checks out.
 
     A plan is used only if its content matches the plan sha256 in the version's verified record (range
     checks included) and it was made from the very model file the registry names (its sha256, checked
     again here) with the record's threshold; then scoring starts without importing scikit-learn or loading
-    the model, which are loaded only if a row needs the Pipeline itself. Otherwise the ModelService loads
-    the champion (and its usual errors apply, e.g. no model trained yet, a refused record).
+    the model, which are loaded only if a row needs the Pipeline itself.
     """
     try:
         reg = Registry(settings)
-        version = reg.champion()
-        record = reg.verified_record(version) if version else {}
+        record = reg.verified_record(version)
         sha, digest = record.get("model_sha256"), record.get("plan_sha256")
-        if version and sha and digest:
+        if sha and digest:
             check_record(record)
             path = plan_path(settings, version, sha)
             plan = ScoringPlan.load(path, model_sha256=sha, digest=digest) if path.exists() else None
@@ -520,8 +518,19 @@ def champion_scorer(settings: Settings) -> Scorer:
                     and plan.known is not None and sha256_file(reg.models_dir / version / "model.skops") == sha:
                 return Scorer.from_plan(plan, RegistryLoader(settings, version))
     except (RegistryError, OSError, ValueError, KeyError, TypeError):
-        pass  # the ModelService below reports whatever is wrong, as it always has
-    return ModelService(settings=settings).scorer
+        pass  # the caller loads the model itself and reports whatever is wrong
+    return None
+
+
+def champion_scorer(settings: Settings) -> Scorer:
+    """The champion's Scorer, from its saved scoring plan when there is one (``plan_scorer``); otherwise the
+    ModelService loads the champion (and its usual errors apply, e.g. no model trained yet, a refused record)."""
+    try:
+        version = Registry(settings).champion()
+    except RegistryError:
+        version = None
+    scorer = plan_scorer(settings, version) if version else None
+    return scorer if scorer is not None else ModelService(settings=settings).scorer
 
 
 def remember_plan(settings: Settings, scorer: Scorer) -> None:

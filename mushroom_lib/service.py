@@ -56,6 +56,7 @@ class ModelService:
         self._stamp: tuple | None = None
         self._bad_stamp: tuple | None = None
         self._swap_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
         self.last_error: str | None = None
         self.loop = FeedbackLoop(self.settings, lambda: self.scorer, lambda: self.model_version, self.refresh)
         self.store = self.loop.store
@@ -70,26 +71,56 @@ class ModelService:
         stamp = self.registry.champion_stamp()
         if stamp == self._stamp or stamp is None or stamp == self._bad_stamp:
             return False
-        with self._swap_lock:
-            stamp = self.registry.champion_stamp()
-            if stamp == self._stamp:
+        # while another thread loads the new champion, a model that serves keeps serving (no request waits for
+        # a load); with none yet, wait for it
+        if not self._swap_lock.acquire(blocking=self._scorer is None):
+            return False
+        try:
+            return self._load_champion()
+        finally:
+            self._swap_lock.release()
+
+    def _load_champion(self) -> bool:
+        """Caller holds the swap lock: load the champion named now, or record why it was refused."""
+        stamp = self.registry.champion_stamp()
+        if stamp == self._stamp:
+            return False
+        try:
+            version = self.registry.champion()
+            if self._scorer is not None and version == self._scorer.version:
+                self._stamp = stamp
                 return False
-            try:
-                version = self.registry.champion()
-                if self._scorer is not None and version == self._scorer.version:
-                    self._stamp = stamp
-                    return False
-                scorer = Scorer(self.registry.load(version))
-            except (RegistryError, OSError, ValueError) as exc:
-                # the last good model keeps serving
-                self._bad_stamp = stamp
-                self.last_error = str(exc)
-                if self._scorer is not None:  # with nothing to keep, the caller gets the reason instead
-                    log.error("champion pointer refused, keeping %s: %s", self._scorer.version, exc)
-                return False
-            self._scorer, self._stamp = scorer, stamp
-            self.last_error = None
-            return True
+            from .predict_file import plan_scorer  # (predict_file builds on this module)
+
+            # the saved plan is verified against the record and starts without loading the model file
+            scorer = plan_scorer(self.settings, version) or Scorer(self.registry.load(version))
+        except (RegistryError, OSError, ValueError) as exc:
+            # the last good model keeps serving
+            self._bad_stamp = stamp
+            self.last_error = str(exc)
+            if self._scorer is not None:  # with nothing to keep, the caller gets the reason instead
+                log.error("champion pointer refused, keeping %s: %s", self._scorer.version, exc)
+            return False
+        self._scorer, self._stamp = scorer, stamp
+        self.last_error = None
+        return True
+
+    def watch(self, interval: float = 0.2) -> None:
+        """Load a new champion in a background thread as soon as champion.json changes, so that a server's
+        requests never pay for the load (they keep the current model until the new one is ready)."""
+        if self._watcher is not None:
+            return
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.refresh()
+                except Exception:  # a refused pointer is recorded by refresh; nothing else may end the watch
+                    log.exception("champion watch")
+
+        self._watcher = threading.Thread(target=run, name="mushroom-champion-watch", daemon=True)
+        self._watcher.start()
 
     @property
     def scorer(self) -> Scorer:
@@ -102,6 +133,11 @@ class ModelService:
             raise NoChampionError(f"no trained model in {self.settings.artifacts_dir}; "
                                   "run `mushroom train` (or `make all`) first")
         return self._scorer
+
+    @property
+    def serving_version(self) -> str | None:
+        """The version held in memory now, without looking at champion.json (see ``watch``)."""
+        return self._scorer.version if self._scorer else None
 
     @property
     def model_version(self) -> str | None:
@@ -185,4 +221,8 @@ class ModelService:
         }
 
     def close(self) -> None:
-        """Nothing runs in this process any more (retrains are the worker's); kept for callers."""
+        """Stop the champion watch, if any (retrains run in the home's worker, not here)."""
+        if self._watcher is not None:
+            self._stop.set()
+            self._watcher.join(timeout=5)
+            self._watcher = None

@@ -9,6 +9,7 @@ leave one follow-up report for the latest champion. Every outcome, failures too,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -234,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except Timeout:
         return 0  # another worker serves this home
     try:
+        # background work yields the CPU to the processes serving people (dashboard kernels, API workers)
+        with contextlib.suppress(OSError):
+            os.nice(10)
         warm_up()
 
         jobs.atomic_write_json(jobs.paths(settings)["pid"], {"pid": os.getpid(), "started": jobs.utc_now()})

@@ -324,3 +324,21 @@ def test_damaged_pointer_keeps_the_model_in_memory_serving(trained_home):
     (trained_home / "artifacts" / "champion.json").write_text("{not json")
     assert svc.predict(rows)["model_version"].tolist() == ["v0001"] * 3
     assert "champion.json" in svc.last_error
+
+
+def test_a_watching_service_loads_a_new_champion_off_the_request_path(trained_home):
+    """watch(): a server's service swaps a promotion in from a background thread, before any request."""
+    from mushroom_lib.training import train
+
+    svc = ModelService(trained_home)
+    svc.watch(interval=0.05)
+    try:
+        assert svc.serving_version == "v0001"
+        res = train(get_settings(trained_home), trigger="manual", force=True)
+        assert res.promoted
+        deadline = time.monotonic() + 60
+        while svc.serving_version != res.version and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling a condition with a deadline, not a sleep standing in for one
+        assert svc.serving_version == res.version
+    finally:
+        svc.close()

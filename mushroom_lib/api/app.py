@@ -34,6 +34,7 @@ async def lifespan(app: FastAPI):
     from ..service import ModelService
 
     app.state.service = ModelService(settings=app.state.config.settings)
+    app.state.service.watch()  # a new champion is loaded off the request path
     try:
         yield
     finally:
