@@ -316,7 +316,7 @@ def test_manual_form_predicts_one_mushroom_with_human_names(dash, trained_home):
     assert dash.predict_manual() is None and "choose:" in dash.form_view.result.value
     for f in FEATURES:
         options = dash.form[f].options
-        assert options[0] == ("unknown", "?")  # a person may not know every feature
+        assert options[0][0] == "unknown" and options[0][1] not in CODES[f]  # a person may not know every feature
         assert all(CODES[f][code] in label for label, code in options[1:])
         assert len(options) == len(CODES[f]) + 1
         dash.form[f].value = row[f]
@@ -390,10 +390,11 @@ def test_building_the_dashboard_does_not_import_evidently(trained_home):
 
     prepare_scoring_plan(get_settings(trained_home))  # what `mushroom dashboard` does before serving
     code = ("import sys; from mushroom_lib.dashboard import Dashboard; d = Dashboard(); d.load_sample(); "
+            "d.form['odor'].value = 'a'; "
             "print(sorted(m for m in ('evidently', 'sklearn', 'skops', 'plotly') if m in sys.modules), "
-            "len(d.rows))")
+            "len(d.rows), '400 known' in d.form_view.identification.value)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[] 20"
+    assert out.stdout.strip() == "[] 20 True"  # the partial identification needs no model either
 
 
 def test_notebook_only_builds_and_shows_the_dashboard():
@@ -537,16 +538,53 @@ def test_the_identification_renderer_shows_prediction_counts_reason_and_next_que
 
 def test_unknown_features_go_to_the_identification_hook(dash, trained_home):
     row = _rows(trained_home, 1).iloc[0]
-    for f in FEATURES:
-        dash.form[f].value = row[f]
-    dash.form["odor"].value = "?"
-    assert dash.predict_manual() is None and "not available yet" in dash.form_view.result.value
     asked = []
     dash.identify = lambda given: asked.append(given) or {"prediction": "poisonous", "matching_known": 3,
                                                           "matching_poisonous": 1, "ask_next": ["odor"]}
-    dash.predict_manual()
-    assert asked and "odor" not in asked[0] and len(asked[0]) == 21
+    for f in FEATURES:
+        dash.form[f].value = row[f]
+    dash.form["odor"].value = "unknown"
+    assert asked and "odor" not in asked[-1] and len(asked[-1]) == 21  # asked at the dropdown change
     assert "3 known mushroom(s) match" in dash.form_view.identification.value
+    assert dash.predict_manual() is None and "choose: odor" in dash.form_view.result.value
+
+
+def _panel(d) -> str:
+    from mushroom_lib.dashboard.values import plain
+
+    return plain(d.form_view.identification.value)
+
+
+def test_the_form_identifies_from_odor_almond_alone_as_each_dropdown_changes(dash):
+    dash.form["odor"].value = "a"  # the other 21 features left unknown: no Predict click
+    text = _panel(dash)
+    assert text.startswith("edible") and "400 known mushroom(s) match what you gave, 0 of them poisonous" in text
+    assert "all 400 known mushrooms with these features are edible in this dataset" in text
+    assert "nothing more to ask" in text  # every match is edible: no next question
+    assert "not advice to eat any mushroom" in text
+    assert not dash.model.service_started  # answered from the dataset: the page made no ModelService for it
+
+    dash.form["odor"].value = "n"  # the panel follows the dropdown
+    text = _panel(dash)
+    assert text.startswith("poisonous") and "3528 known mushroom(s) match" in text and "120 of them poisonous" in text
+    assert "look next at: spore print color" in text and "not advice to eat any mushroom" in text
+    dash.form["spore-print-color"].value = "r"  # green: an odourless mushroom with a green spore print
+    assert _panel(dash).startswith("poisonous") and "72 known mushroom(s) match what you gave, 72 of them" in _panel(dash)
+    dash.form["odor"].value = "a"
+    assert "no known mushroom in this dataset has these features" in _panel(dash)  # none match: poisonous
+    assert _panel(dash).startswith("poisonous")
+
+
+def test_the_form_answers_through_the_page_service_once_it_exists(dash, trained_home):
+    assert dash.service.model_version == "v0001"  # the page's service now exists (as after sending feedback)
+    dash.form["odor"].value = "n"
+    assert "3528 known mushroom(s) match" in _panel(dash)
+    row = _rows(trained_home, 1, start=7).iloc[0]
+    for f in FEATURES:  # all 22 known: the model's answer, as before
+        dash.form[f].value = row[f]
+    expected = dash.service.predict(pd.DataFrame([row[FEATURES]])).iloc[0]
+    assert expected["prediction"] in dash.form_view.result.value and "p_poisonous" in dash.form_view.result.value
+    assert dash.form_view.identification.value == ""
 
 
 # --------------------------------------------------------- websocket filter

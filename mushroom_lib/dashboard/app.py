@@ -40,14 +40,16 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
         self.model = ModelSource(self.settings, service)
         self.state = GridState()
         self._lock = threading.RLock()
-        self.identify: Callable[[dict], dict] | None = None  # the integrator wires ModelService.identify here
+        # partial identification: the page's ModelService once it exists, else the dataset alone (no model)
+        self.identify: Callable[[dict], dict] | None = self.model.identify
         self.header = views.Header(min(self.settings.upload_cap_bytes, PAGE_UPLOAD_MAX))
         self.msg = views.Messages()
         self.uploader = views.UploadView(lambda v: self._interaction(lambda: self._take_upload(v)),
                                          lambda: self._interaction(self.load_sample))
         self.grid_view = views.GridView(lambda r, c, v: self._interaction(lambda: self.apply_edit(r, c, v)))
         self.form_view = ManualForm(lambda: self._interaction(self.predict_manual),
-                                    lambda: self._interaction(self.add_manual_row))
+                                    lambda: self._interaction(self.add_manual_row),
+                                    lambda: self._interaction(self.manual_changed))
         self.plot_view = PlotView(lambda: self._interaction(self.show_plot))
         self._ref: pd.DataFrame | None = None
         self.sections = W.Accordion(children=[self.form_view.box, self.plot_view.box, W.HTML(views.legend_html())])
