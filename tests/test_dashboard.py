@@ -281,6 +281,60 @@ def test_send_one_row(dash, trained_home):
     assert len(stored) == 1 and stored.iloc[0]["odor"] == rows.at[2, "odor"]
 
 
+def test_undo_a_sent_batch_excludes_its_rows_and_k_counts_only_the_rest(dash, trained_home):
+    rows = _rows(trained_home, 8)
+    dash.upload_bytes(_csv(rows, with_class=True), name="field.csv")
+    first = dash.send_row(1)  # batch 1: one row
+    dash.edit_cell(1, "true label", "edible" if rows.at[1, "class"] == "p" else "poisonous")  # a wrong label
+    dash.edit_cell(2, "true label", "edible" if rows.at[2, "class"] == "p" else "poisonous")
+    wrong = dash.send_labelled()  # batch 2: rows 2..8 (two of them wrongly labelled)
+    assert first.rows_written == 1 and wrong.rows_written == 7
+    assert "2 of 10 until the next retrain" in dash.bar.until.value
+    assert sorted(dash.batches_view.buttons) == [1, 2]  # an undo per batch
+    assert "7 row(s) · dashboard" in plain_text(dash.batches_view.box)
+
+    dash.batches_view.buttons[2].click()  # as the person clicks it
+    listed = dash.service.feedback.list(excluded=True)
+    assert listed["feedback_id"].tolist() == wrong.feedback_ids and len(wrong.feedback_ids) == 7
+    assert set(listed["excluded_reason"]) == {"undone in the dashboard"} and set(listed["excluded_by"]) == {"dashboard"}
+    assert dash.service.store.read()["feedback_id"].tolist() == first.feedback_ids  # what training sees
+    assert len(dash.service.store.read(include_excluded=True)) == 8  # the file keeps every row
+    assert "9 of 10 until the next retrain" in dash.bar.until.value  # K counts only the row not undone
+    assert dash.service.status()["rows_until_retrain"] == 9
+    assert list(dash.rows["sent"]) == ["yes"] + ["undone"] * 7 and _grid_column(dash, "sent")[1] == "undone"
+    assert sorted(dash.batches_view.buttons) == [1] and "undone" in plain_text(dash.batches_view.box)
+    assert dash.undo_batch(2) is None and "cannot be undone" in dash.error_text  # nothing twice
+
+    dash.edit_cell(1, "true label", LABELS[rows.at[1, "class"]])  # corrected: the row can be sent again
+    assert dash.labelled_count() == 1
+
+
+def test_a_retrain_ends_the_undo_of_the_batches_it_takes(dash, trained_home):
+    rows = _rows(trained_home, 14)
+    dash.upload_bytes(_csv(rows, with_class=True), name="field.csv")
+    dash.send_row(1)
+    assert sorted(dash.batches_view.buttons) == [1]
+    receipt = dash.send_labelled()  # 13 more rows: the retrain is queued and takes both batches
+    assert receipt.retrain_pending and dash.batches_view.buttons == {}
+    assert dash.undo_batch(1) is None and "cannot be undone" in dash.error_text
+    dash.wait_for_retrain(timeout=180)
+    assert receipt.future.result().retrained
+    assert dash.batches_view.buttons == {} and "in a retrain" in plain_text(dash.batches_view.box)
+    assert dash.service.feedback.list(excluded=True).empty
+
+
+def plain_text(widget) -> str:
+    """The text a person reads in a box of HTML widgets."""
+    from mushroom_lib.dashboard.values import plain
+
+    out = []
+    for child in getattr(widget, "children", ()):
+        out.append(plain_text(child))
+    if hasattr(widget, "value") and isinstance(widget.value, str):
+        out.append(plain(widget.value))
+    return " ".join(t for t in out if t)
+
+
 def test_a_refused_candidate_is_reported_in_the_badge(dash, trained_home):
     rows = _rows(trained_home, 10)
     dash.upload_bytes(_csv(rows), name="x.csv")

@@ -89,7 +89,7 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
                 self.bar = views.FeedbackBar(lambda: self._interaction(self.send_labelled),
                                              lambda n: self._interaction(lambda: self.send_row(n)))
                 self.downloads = views.DownloadView(lambda: self._interaction(self.prepare_download))
-                self.lower.children = [self.bar.box, self.downloads.box]
+                self.lower.children = [self.bar.box, self.batches_view.box, self.downloads.box]
                 self._update_until()
             if self.grid_view.grid is None:
                 if self.state.rows is None:
@@ -148,6 +148,7 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
         with self._lock:
             self._shown_version = version
             self.header.show_version(version, note="promoted elsewhere")
+            self._retrained_elsewhere()
             self._update_until()
             self._rescore_all()
         return True
