@@ -85,6 +85,26 @@ def test_uncertain_rows_are_marked_treat_as_poisonous(dash, trained_home):
     assert (dash.rows.loc[marks, "prediction"] == "poisonous").all()
 
 
+def test_nearest_known_and_reason_are_shown_and_uploaded_values_are_recomputed(dash, trained_home):
+    rows = _rows(trained_home, 3)
+    far = rows.iloc[0].copy()
+    for f, code in {"odor": "m", "gill-color": "r", "stalk-color-above-ring": "y", "habitat": "w"}.items():
+        far[f] = code  # a mushroom unlike every known one
+    frame = pd.concat([rows, pd.DataFrame([far])], ignore_index=True)[FEATURES]
+    frame["nearest_known"] = 0  # forged in the file: never trusted
+    frame["Reason"] = "=HYPERLINK(\"x\")"
+    dash.upload_bytes(_csv(frame), name="forged.csv")
+    expected = dash.service.predict(frame[FEATURES])
+    assert expected.at[3, "nearest_known"] >= 2 and expected.at[3, "reason"]  # the rule has something to say
+    assert _grid_column(dash, "nearest_known") == expected["nearest_known"].tolist()
+    assert _grid_column(dash, "reason") == expected["reason"].tolist()
+    assert dash.rows.at[3, "prediction"] == "poisonous"
+    assert not any(c.lower().startswith("reason (") for c in dash.rows.columns)  # no copy of the forged column
+    dash.edit_cell(0, "veil-type", "u")  # universal: a valid code never seen; the edit says the reason in words
+    scored = dash.service.predict(dash.rows.loc[[0], FEATURES]).iloc[0]
+    assert scored["reason"] and scored["reason"] in dash.messages[-1]
+
+
 def test_bad_upload_shows_row_column_value_and_codes_and_scores_nothing(dash, trained_home):
     good = _rows(trained_home, 5)
     dash.upload_bytes(_csv(good), name="good.csv")

@@ -247,8 +247,10 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
         number = self.state.row_numbers[row]
         if edit.scored is not None:
             code = edit.changes[column]
+            why = f" — {edit.scored['reason']}" if edit.scored.get("reason") else ""
             self.msg.say(f"row {number}: {esc(column)} = {esc(code)} ({esc(CODES[column][code])}) → "
-                         f"<b>{esc(edit.scored[PREDICTION])}</b> (p_poisonous {float(edit.scored[P_POISONOUS]):.3f})")
+                         f"<b>{esc(edit.scored[PREDICTION])}</b> (p_poisonous {float(edit.scored[P_POISONOUS]):.3f})"
+                         f"{esc(why)}")
             self._refresh_plot()
         else:
             self.msg.say(f"row {number}: true label {esc(edit.changes['true label'] or '(cleared)')}; "
