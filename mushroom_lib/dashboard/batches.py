@@ -28,6 +28,7 @@ class SentBatch:
     positions: list[int] = field(default_factory=list)  #: grid positions (valid while ``grid`` is current)
     grid: int = 0
     state: str = "sent"  #: sent (undo offered), undone, retrained
+    taken_by: int | None = None  #: the retrain (its receipt's id) that took it
 
     @property
     def undoable(self) -> bool:
@@ -50,11 +51,17 @@ class SentBatches:
     def get(self, number) -> SentBatch | None:
         return next((b for b in self.items if str(b.number) == str(number)), None)
 
-    def retrained(self, up_to: int | None = None) -> None:
+    def retrained(self, up_to: int | None = None, by: int | None = None) -> None:
         """A retrain took every batch up to batch ``up_to`` (all when None): no undo for them any more."""
         for b in self.items:
             if b.state == "sent" and (up_to is None or b.number <= up_to):
-                b.state = "retrained"
+                b.state, b.taken_by = "retrained", by
+
+    def reopen(self, by: int) -> None:
+        """The retrain ``by`` failed: the batches it took can be undone again."""
+        for b in self.items:
+            if b.state == "retrained" and by is not None and b.taken_by == by:
+                b.state, b.taken_by = "sent", None
 
     def shown(self) -> list[SentBatch]:
         return self.items[-SHOWN:]

@@ -98,7 +98,7 @@ class FeedbackFlow:
             self.last_receipt = receipt
             batch = self.sent_batches.add(receipt, self.feedback_source, positions, self.state.generation)
             if receipt.retrain_pending:  # the retrain now queued takes this batch and the ones before it
-                self.sent_batches.retrained(up_to=batch.number)
+                self.sent_batches.retrained(up_to=batch.number, by=id(receipt))
             self.batches_view.show(self.sent_batches.shown())
             if receipt.retrain_pending and id(receipt) not in self._finished:
                 self._inflight.add(id(receipt))
@@ -125,8 +125,10 @@ class FeedbackFlow:
                 if not self._inflight:
                     self.header.show_pending(False)
                 if not receipt.retrained:
-                    if receipt.reason:  # the background retrain failed
+                    if receipt.reason:  # the background retrain failed: its batches can be undone again
                         self.msg.error(receipt.reason)
+                        self.sent_batches.reopen(id(receipt))
+                        self.batches_view.show(self.sent_batches.shown())
                         self._event("retrain-failed")
                     if was_pending or receipt.reason:
                         self._update_until()
