@@ -85,7 +85,7 @@ class BatchesView:
         lines = []
         for b in reversed(batches):
             text = W.HTML(f"<span class='mushroom-note'>{esc(b.time)} · {b.rows} row(s) · {esc(b.source)} · "
-                          f"feedback ids {esc(_span(b.ids))}{esc(_state_note(b))}</span>")
+                          f"feedback id{'s' if len(b.ids) > 1 else ''} {esc(_span(b.ids))}{esc(_state_note(b))}</span>")
             items = [text]
             if b.undoable:
                 button = W.Button(description="undo", icon="undo", layout=W.Layout(width="auto"),
