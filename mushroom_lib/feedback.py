@@ -165,12 +165,17 @@ class FeedbackStore:
     # ------------------------------------------------------------- writing
     def append(self, rows: pd.DataFrame, *, contradicting: int = 0,
                counter: Callable[[pd.DataFrame], int] | None = None) -> int:
-        """Append rows durably with the next feedback ids; caller holds ``lock()``. Returns the number written.
+        """Append rows durably with the next feedback ids; caller holds ``lock()``. Returns the number written."""
+        return len(self.append_ids(rows, contradicting=contradicting, counter=counter))
+
+    def append_ids(self, rows: pd.DataFrame, *, contradicting: int = 0,
+                   counter: Callable[[pd.DataFrame], int] | None = None) -> list[int]:
+        """Append rows durably with the next feedback ids; caller holds ``lock()``. Returns the ids written.
 
         ``contradicting`` (how many of ``rows`` disagree with the dataset) goes into the summary; ``counter``
         recounts the whole file when the summary must be rebuilt first."""
         if len(rows) == 0:
-            return 0
+            return []
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repair()
         self.upgrade()
@@ -195,7 +200,7 @@ class FeedbackStore:
             sources[name] = sources.get(name, 0) + int(n)
         self._save_index({"stamp": self._stamp(), "rows": idx["rows"] + len(rows), "last_id": first + len(rows) - 1,
                           "sources": sources, "contradictions": idx["contradictions"] + int(contradicting)})
-        return len(rows)
+        return list(range(first, first + len(rows)))
 
     # ------------------------------------------------------------- exclusions
     def exclusion_events(self) -> list[dict]:

@@ -42,6 +42,7 @@ class Receipt:
     retrain_seconds: float | None = None
     retrain_pending: bool = False
     future: Future | None = field(default=None, repr=False, compare=False)
+    feedback_ids: list[int] = field(default_factory=list)  #: the ids of the rows this call wrote
 
     def to_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "future"}
@@ -116,9 +117,10 @@ class FeedbackLoop:
         receipt comes back at once with ``retrain_pending`` and a ``future`` (``on_done`` is called too)."""
         prepared, contradictions = self.prepare(rows, source)
         with self.store.lock():
-            written = self.store.append(prepared, contradicting=contradictions, counter=self._count)
+            ids = self.store.append_ids(prepared, contradicting=contradictions, counter=self._count)
             job, until = self._decide(force=False)
-        receipt = Receipt(written, False, False, self._version(), until, contradictions=contradictions)
+        receipt = Receipt(len(ids), False, False, self._version(), until, contradictions=contradictions,
+                          feedback_ids=ids)
         jobs.ensure_worker(self.settings)  # also on rows that queue nothing: the K-th row finds a warm worker
         return self._follow(receipt, job, wait, on_done)
 

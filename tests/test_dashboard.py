@@ -85,6 +85,26 @@ def test_uncertain_rows_are_marked_treat_as_poisonous(dash, trained_home):
     assert (dash.rows.loc[marks, "prediction"] == "poisonous").all()
 
 
+def test_nearest_known_and_reason_are_shown_and_uploaded_values_are_recomputed(dash, trained_home):
+    rows = _rows(trained_home, 3)
+    far = rows.iloc[0].copy()
+    for f, code in {"odor": "m", "gill-color": "r", "stalk-color-above-ring": "y", "habitat": "w"}.items():
+        far[f] = code  # a mushroom unlike every known one
+    frame = pd.concat([rows, pd.DataFrame([far])], ignore_index=True)[FEATURES]
+    frame["nearest_known"] = 0  # forged in the file: never trusted
+    frame["Reason"] = "=HYPERLINK(\"x\")"
+    dash.upload_bytes(_csv(frame), name="forged.csv")
+    expected = dash.service.predict(frame[FEATURES])
+    assert expected.at[3, "nearest_known"] >= 2 and expected.at[3, "reason"]  # the rule has something to say
+    assert _grid_column(dash, "nearest_known") == expected["nearest_known"].tolist()
+    assert _grid_column(dash, "reason") == expected["reason"].tolist()
+    assert dash.rows.at[3, "prediction"] == "poisonous"
+    assert not any(c.lower().startswith("reason (") for c in dash.rows.columns)  # no copy of the forged column
+    dash.edit_cell(0, "veil-type", "u")  # universal: a valid code never seen; the edit says the reason in words
+    scored = dash.service.predict(dash.rows.loc[[0], FEATURES]).iloc[0]
+    assert scored["reason"] and scored["reason"] in dash.messages[-1]
+
+
 def test_bad_upload_shows_row_column_value_and_codes_and_scores_nothing(dash, trained_home):
     good = _rows(trained_home, 5)
     dash.upload_bytes(_csv(good), name="good.csv")
@@ -281,6 +301,60 @@ def test_send_one_row(dash, trained_home):
     assert len(stored) == 1 and stored.iloc[0]["odor"] == rows.at[2, "odor"]
 
 
+def test_undo_a_sent_batch_excludes_its_rows_and_k_counts_only_the_rest(dash, trained_home):
+    rows = _rows(trained_home, 8)
+    dash.upload_bytes(_csv(rows, with_class=True), name="field.csv")
+    first = dash.send_row(1)  # batch 1: one row
+    dash.edit_cell(1, "true label", "edible" if rows.at[1, "class"] == "p" else "poisonous")  # a wrong label
+    dash.edit_cell(2, "true label", "edible" if rows.at[2, "class"] == "p" else "poisonous")
+    wrong = dash.send_labelled()  # batch 2: rows 2..8 (two of them wrongly labelled)
+    assert first.rows_written == 1 and wrong.rows_written == 7
+    assert "2 of 10 until the next retrain" in dash.bar.until.value
+    assert sorted(dash.batches_view.buttons) == [1, 2]  # an undo per batch
+    assert "7 row(s) · dashboard" in plain_text(dash.batches_view.box)
+
+    dash.batches_view.buttons[2].click()  # as the person clicks it
+    listed = dash.service.feedback.list(excluded=True)
+    assert listed["feedback_id"].tolist() == wrong.feedback_ids and len(wrong.feedback_ids) == 7
+    assert set(listed["excluded_reason"]) == {"undone in the dashboard"} and set(listed["excluded_by"]) == {"dashboard"}
+    assert dash.service.store.read()["feedback_id"].tolist() == first.feedback_ids  # what training sees
+    assert len(dash.service.store.read(include_excluded=True)) == 8  # the file keeps every row
+    assert "9 of 10 until the next retrain" in dash.bar.until.value  # K counts only the row not undone
+    assert dash.service.status()["rows_until_retrain"] == 9
+    assert list(dash.rows["sent"]) == ["yes"] + ["undone"] * 7 and _grid_column(dash, "sent")[1] == "undone"
+    assert sorted(dash.batches_view.buttons) == [1] and "undone" in plain_text(dash.batches_view.box)
+    assert dash.undo_batch(2) is None and "cannot be undone" in dash.error_text  # nothing twice
+
+    dash.edit_cell(1, "true label", LABELS[rows.at[1, "class"]])  # corrected: the row can be sent again
+    assert dash.labelled_count() == 1
+
+
+def test_a_retrain_ends_the_undo_of_the_batches_it_takes(dash, trained_home):
+    rows = _rows(trained_home, 14)
+    dash.upload_bytes(_csv(rows, with_class=True), name="field.csv")
+    dash.send_row(1)
+    assert sorted(dash.batches_view.buttons) == [1]
+    receipt = dash.send_labelled()  # 13 more rows: the retrain is queued and takes both batches
+    assert receipt.retrain_pending and dash.batches_view.buttons == {}
+    assert dash.undo_batch(1) is None and "cannot be undone" in dash.error_text
+    dash.wait_for_retrain(timeout=180)
+    assert receipt.future.result().retrained
+    assert dash.batches_view.buttons == {} and "in a retrain" in plain_text(dash.batches_view.box)
+    assert dash.service.feedback.list(excluded=True).empty
+
+
+def plain_text(widget) -> str:
+    """The text a person reads in a box of HTML widgets."""
+    from mushroom_lib.dashboard.values import plain
+
+    out = []
+    for child in getattr(widget, "children", ()):
+        out.append(plain_text(child))
+    if hasattr(widget, "value") and isinstance(widget.value, str):
+        out.append(plain(widget.value))
+    return " ".join(t for t in out if t)
+
+
 def test_a_refused_candidate_is_reported_in_the_badge(dash, trained_home):
     rows = _rows(trained_home, 10)
     dash.upload_bytes(_csv(rows), name="x.csv")
@@ -316,7 +390,7 @@ def test_manual_form_predicts_one_mushroom_with_human_names(dash, trained_home):
     assert dash.predict_manual() is None and "choose:" in dash.form_view.result.value
     for f in FEATURES:
         options = dash.form[f].options
-        assert options[0] == ("unknown", "?")  # a person may not know every feature
+        assert options[0][0] == "unknown" and options[0][1] not in CODES[f]  # a person may not know every feature
         assert all(CODES[f][code] in label for label, code in options[1:])
         assert len(options) == len(CODES[f]) + 1
         dash.form[f].value = row[f]
@@ -390,10 +464,11 @@ def test_building_the_dashboard_does_not_import_evidently(trained_home):
 
     prepare_scoring_plan(get_settings(trained_home))  # what `mushroom dashboard` does before serving
     code = ("import sys; from mushroom_lib.dashboard import Dashboard; d = Dashboard(); d.load_sample(); "
+            "d.form['odor'].value = 'a'; "
             "print(sorted(m for m in ('evidently', 'sklearn', 'skops', 'plotly') if m in sys.modules), "
-            "len(d.rows))")
+            "len(d.rows), '400 known' in d.form_view.identification.value)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[] 20"
+    assert out.stdout.strip() == "[] 20 True"  # the partial identification needs no model either
 
 
 def test_notebook_only_builds_and_shows_the_dashboard():
@@ -537,16 +612,53 @@ def test_the_identification_renderer_shows_prediction_counts_reason_and_next_que
 
 def test_unknown_features_go_to_the_identification_hook(dash, trained_home):
     row = _rows(trained_home, 1).iloc[0]
-    for f in FEATURES:
-        dash.form[f].value = row[f]
-    dash.form["odor"].value = "?"
-    assert dash.predict_manual() is None and "not available yet" in dash.form_view.result.value
     asked = []
     dash.identify = lambda given: asked.append(given) or {"prediction": "poisonous", "matching_known": 3,
                                                           "matching_poisonous": 1, "ask_next": ["odor"]}
-    dash.predict_manual()
-    assert asked and "odor" not in asked[0] and len(asked[0]) == 21
+    for f in FEATURES:
+        dash.form[f].value = row[f]
+    dash.form["odor"].value = "unknown"
+    assert asked and "odor" not in asked[-1] and len(asked[-1]) == 21  # asked at the dropdown change
     assert "3 known mushroom(s) match" in dash.form_view.identification.value
+    assert dash.predict_manual() is None and "choose: odor" in dash.form_view.result.value
+
+
+def _panel(d) -> str:
+    from mushroom_lib.dashboard.values import plain
+
+    return plain(d.form_view.identification.value)
+
+
+def test_the_form_identifies_from_odor_almond_alone_as_each_dropdown_changes(dash):
+    dash.form["odor"].value = "a"  # the other 21 features left unknown: no Predict click
+    text = _panel(dash)
+    assert text.startswith("edible") and "400 known mushroom(s) match what you gave, 0 of them poisonous" in text
+    assert "all 400 known mushrooms with these features are edible in this dataset" in text
+    assert "nothing more to ask" in text  # every match is edible: no next question
+    assert "not advice to eat any mushroom" in text
+    assert not dash.model.service_started  # answered from the dataset: the page made no ModelService for it
+
+    dash.form["odor"].value = "n"  # the panel follows the dropdown
+    text = _panel(dash)
+    assert text.startswith("poisonous") and "3528 known mushroom(s) match" in text and "120 of them poisonous" in text
+    assert "look next at: spore print color" in text and "not advice to eat any mushroom" in text
+    dash.form["spore-print-color"].value = "r"  # green: an odourless mushroom with a green spore print
+    assert _panel(dash).startswith("poisonous") and "72 known mushroom(s) match what you gave, 72 of them" in _panel(dash)
+    dash.form["odor"].value = "a"
+    assert "no known mushroom in this dataset has these features" in _panel(dash)  # none match: poisonous
+    assert _panel(dash).startswith("poisonous")
+
+
+def test_the_form_answers_through_the_page_service_once_it_exists(dash, trained_home):
+    assert dash.service.model_version == "v0001"  # the page's service now exists (as after sending feedback)
+    dash.form["odor"].value = "n"
+    assert "3528 known mushroom(s) match" in _panel(dash)
+    row = _rows(trained_home, 1, start=7).iloc[0]
+    for f in FEATURES:  # all 22 known: the model's answer, as before
+        dash.form[f].value = row[f]
+    expected = dash.service.predict(pd.DataFrame([row[FEATURES]])).iloc[0]
+    assert expected["prediction"] in dash.form_view.result.value and "p_poisonous" in dash.form_view.result.value
+    assert dash.form_view.identification.value == ""
 
 
 # --------------------------------------------------------- websocket filter

@@ -95,3 +95,22 @@ def test_download_frame_order_and_version():
     frame = state.download_frame("v0007")
     assert list(frame.columns[:23]) == ["row", *FEATURES] and set(frame["model_version"]) == {"v0007"}
     assert list(frame["row"]) == [1, 2] and frame.at[0, "p_poisonous"] == "0.900000"
+
+
+def test_sent_batches_undo_until_a_retrain_takes_them_and_again_if_it_failed():
+    from types import SimpleNamespace
+
+    from mushroom_lib.dashboard.batches import SentBatches
+
+    batches = SentBatches()
+    one = batches.add(SimpleNamespace(rows_written=2, feedback_ids=[1, 2]), "dashboard", [0, 1], grid=1)
+    two = batches.add(SimpleNamespace(rows_written=1, feedback_ids=[3]), "dashboard", [2], grid=1)
+    assert [b.undoable for b in batches.shown()] == [True, True] and batches.get("2") is two
+    batches.retrained(up_to=1, by=7)  # a retrain queued with batch 1 takes it, not batch 2
+    assert (one.undoable, two.undoable) == (False, True)
+    batches.reopen(8)  # another retrain's failure changes nothing here
+    assert not one.undoable
+    batches.reopen(7)  # that retrain failed: batch 1 can be undone again
+    assert one.undoable
+    empty = batches.add(SimpleNamespace(rows_written=0, feedback_ids=[]), "dashboard", [], grid=1)
+    assert not empty.undoable  # nothing written, nothing to undo

@@ -106,8 +106,9 @@ def test_bad_review_requests_exit_2_and_write_nothing(trained_home, tmp_path, ar
 def test_library_review_and_sources(trained_home):
     svc = ModelService(trained_home, k=100)
     data = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str)
-    svc.submit_feedback(data.iloc[:4], source="dashboard")
-    svc.submit_feedback(data.iloc[4:6], source="notebook")
+    first = svc.submit_feedback(data.iloc[:4], source="dashboard")
+    second = svc.submit_feedback(data.iloc[4:6], source="notebook")
+    assert first.feedback_ids == [1, 2, 3, 4] and second.to_dict()["feedback_ids"] == [5, 6]  # the receipt's ids
     rows = svc.feedback.list()
     assert rows["feedback_id"].tolist() == [1, 2, 3, 4, 5, 6]
     assert rows["source"].tolist() == ["dashboard"] * 4 + ["notebook"] * 2

@@ -2,7 +2,8 @@
 
 ``dashboards/app.ipynb`` builds and shows :class:`Dashboard` (:mod:`.app`); :func:`serve` runs Voila
 (``mushroom dashboard``). Map: values (pure helpers), state (pure pandas), source (the model a page uses),
-views/form/plot (widgets), feedback (sending rows), grid_adapter (private internals), server/handlers.
+views/form/plot (widgets), feedback (sending rows), batches (the sent batches and their undo),
+grid_adapter (private internals), server/handlers.
 Importing this package is light: widgets, Voila and plotly are imported where they are used.
 """
 

@@ -40,14 +40,16 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
         self.model = ModelSource(self.settings, service)
         self.state = GridState()
         self._lock = threading.RLock()
-        self.identify: Callable[[dict], dict] | None = None  # the integrator wires ModelService.identify here
+        # partial identification: the page's ModelService once it exists, else the dataset alone (no model)
+        self.identify: Callable[[dict], dict] | None = self.model.identify
         self.header = views.Header(min(self.settings.upload_cap_bytes, PAGE_UPLOAD_MAX))
         self.msg = views.Messages()
         self.uploader = views.UploadView(lambda v: self._interaction(lambda: self._take_upload(v)),
                                          lambda: self._interaction(self.load_sample))
         self.grid_view = views.GridView(lambda r, c, v: self._interaction(lambda: self.apply_edit(r, c, v)))
         self.form_view = ManualForm(lambda: self._interaction(self.predict_manual),
-                                    lambda: self._interaction(self.add_manual_row))
+                                    lambda: self._interaction(self.add_manual_row),
+                                    lambda: self._interaction(self.manual_changed))
         self.plot_view = PlotView(lambda: self._interaction(self.show_plot))
         self._ref: pd.DataFrame | None = None
         self.sections = W.Accordion(children=[self.form_view.box, self.plot_view.box, W.HTML(views.legend_html())])
@@ -87,7 +89,7 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
                 self.bar = views.FeedbackBar(lambda: self._interaction(self.send_labelled),
                                              lambda n: self._interaction(lambda: self.send_row(n)))
                 self.downloads = views.DownloadView(lambda: self._interaction(self.prepare_download))
-                self.lower.children = [self.bar.box, self.downloads.box]
+                self.lower.children = [self.bar.box, self.batches_view.box, self.downloads.box]
                 self._update_until()
             if self.grid_view.grid is None:
                 if self.state.rows is None:
@@ -146,6 +148,7 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
         with self._lock:
             self._shown_version = version
             self.header.show_version(version, note="promoted elsewhere")
+            self._retrained_elsewhere()
             self._update_until()
             self._rescore_all()
         return True
@@ -244,8 +247,10 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
         number = self.state.row_numbers[row]
         if edit.scored is not None:
             code = edit.changes[column]
+            why = f" — {edit.scored['reason']}" if edit.scored.get("reason") else ""
             self.msg.say(f"row {number}: {esc(column)} = {esc(code)} ({esc(CODES[column][code])}) → "
-                         f"<b>{esc(edit.scored[PREDICTION])}</b> (p_poisonous {float(edit.scored[P_POISONOUS]):.3f})")
+                         f"<b>{esc(edit.scored[PREDICTION])}</b> (p_poisonous {float(edit.scored[P_POISONOUS]):.3f})"
+                         f"{esc(why)}")
             self._refresh_plot()
         else:
             self.msg.say(f"row {number}: true label {esc(edit.changes['true label'] or '(cleared)')}; "

@@ -3,13 +3,16 @@
 Feedback goes through ``ModelService.submit_feedback(rows, wait=False, source="dashboard", on_done=...)``:
 the retrain runs in the service's background worker, never in this kernel's event loop. Each step the page
 goes through is appended to ``events`` (and to a hidden ``.mushroom-events`` element), so a test can wait
-for a state that has already passed.
+for a state that has already passed. Each batch sent is listed with an undo until a retrain takes it
+(:mod:`.batches`).
 """
 
 from __future__ import annotations
 
 import logging
 
+from ..feedback_review import ReviewError
+from .batches import UNDO_REASON, BatchesView, SentBatches
 from .values import esc
 
 log = logging.getLogger("mushroom_lib.dashboard")
@@ -22,6 +25,9 @@ class FeedbackFlow:
         import ipywidgets as W
 
         self.last_receipt = None
+        self.feedback_source = "dashboard"  #: the source the page's rows are stored with (and who undoes them)
+        self.sent_batches = SentBatches()
+        self.batches_view = BatchesView(lambda n: self._interaction(lambda: self.undo_batch(n)))
         self._inflight: set[int] = set()
         self._finished: set[int] = set()
         self.events: list[str] = []
@@ -84,12 +90,16 @@ class FeedbackFlow:
             self._mark_sent(positions, "yes")
             self.msg.say(f"sending {len(positions)} row(s) as feedback…")
             try:
-                receipt = self.service.submit_feedback(frame, wait=False, source="dashboard",
+                receipt = self.service.submit_feedback(frame, wait=False, source=self.feedback_source,
                                                        on_done=self._on_feedback_done)
             except Exception:
                 self._mark_sent(positions, "")
                 raise
             self.last_receipt = receipt
+            batch = self.sent_batches.add(receipt, self.feedback_source, positions, self.state.generation)
+            if receipt.retrain_pending:  # the retrain now queued takes this batch and the ones before it
+                self.sent_batches.retrained(up_to=batch.number, by=id(receipt))
+            self.batches_view.show(self.sent_batches.shown())
             if receipt.retrain_pending and id(receipt) not in self._finished:
                 self._inflight.add(id(receipt))
                 self.header.show_pending(True)
@@ -115,8 +125,10 @@ class FeedbackFlow:
                 if not self._inflight:
                     self.header.show_pending(False)
                 if not receipt.retrained:
-                    if receipt.reason:  # the background retrain failed
+                    if receipt.reason:  # the background retrain failed: its batches can be undone again
                         self.msg.error(receipt.reason)
+                        self.sent_batches.reopen(id(receipt))
+                        self.batches_view.show(self.sent_batches.shown())
                         self._event("retrain-failed")
                     if was_pending or receipt.reason:
                         self._update_until()
@@ -139,6 +151,35 @@ class FeedbackFlow:
             self.msg.say(esc(refused))
             self._event(f"refused-{receipt.candidate_version}")
         self._update_until(receipt.rows_until_retrain)
+
+    def undo_batch(self, number: int):
+        """Exclude a batch this page sent (by its number in the list) from training; returns the logged event."""
+        with self._lock:
+            batch = self.sent_batches.get(number)
+            if batch is None or not batch.undoable:
+                self.msg.error(f"batch {str(number)[:20]} cannot be undone: it is unknown, already undone, or a "
+                               "retrain has taken it")
+                return None
+            try:
+                event = self.service.feedback.exclude(batch.ids, reason=UNDO_REASON, who=self.feedback_source)
+            except ReviewError as exc:  # e.g. excluded meanwhile through the CLI
+                self.msg.error(str(exc))
+                return None
+            batch.state = "undone"
+            if batch.grid == self.state.generation:
+                self._mark_sent(batch.positions, "undone")
+            self.batches_view.show(self.sent_batches.shown())
+        self.msg.clear()
+        self.msg.say(f"undone: the {batch.rows} row(s) sent at {esc(batch.time)} are excluded from training "
+                     "(they stay on file, see `mushroom feedback list`)")
+        self._update_until()
+        self._event(f"undone-{batch.number}")
+        return event
+
+    def _retrained_elsewhere(self) -> None:
+        """A model promoted outside this page: its retrain may have taken every batch sent so far."""
+        self.sent_batches.retrained()
+        self.batches_view.show(self.sent_batches.shown())
 
     def wait_for_retrain(self, timeout: float = 120.0) -> None:
         """Block until the last submission's background retrain (if any) has finished (tests, scripts)."""

@@ -1,8 +1,9 @@
 """The manual form (one dropdown per feature, each with an "unknown" choice) and the partial-identification panel.
 
-The dropdowns are built when the section opens (about 70 widget models fewer at first paint).
-:func:`render_identification` shows an answer of ``ModelService.identify(given)`` (prediction, how many
-known mushrooms match, the reason and which feature to look at next); the app calls it when a hook is set.
+The dropdowns are built when the section opens (about 70 widget models fewer at first paint). While some
+features are unknown, every dropdown change asks the app's ``identify`` hook and :func:`render_identification`
+shows its answer (prediction, how many known mushrooms match, the reason, the next feature to look at, the
+note); with all 22 known the form gives the model's answer.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 from ..schema import CODES, FEATURES
 from .values import P_POISONOUS, PREDICTION, UNCERTAIN, esc, human
 
-UNKNOWN = "?"
+UNKNOWN = "unknown"  #: not a code of any feature (stalk-root's "?" means "missing" in the data)
 
 
 def render_identification(answer: dict) -> str:
@@ -30,10 +31,15 @@ def render_identification(answer: dict) -> str:
     if answer.get("reason"):
         parts.append(esc(answer["reason"]))
     ask = answer.get("ask_next") or []
-    if isinstance(ask, str):
-        ask = [ask]
-    if ask:
+    if isinstance(ask, dict):  # identify.ask_next: {"feature", "information_gain", "codes": {code: name}}
+        codes = ask.get("codes") or {}
+        seen = f" (among the matches: {', '.join(f'{n} ({c})' for c, n in codes.items())})" if codes else ""
+        parts.append("look next at: " + esc(human(str(ask.get("feature", "")))) + esc(seen))
+    elif ask:
+        ask = [ask] if isinstance(ask, str) else ask
         parts.append("look next at: " + esc(", ".join(human(str(a)) for a in ask)))
+    elif "ask_next" in answer and known:
+        parts.append("nothing more to ask: every matching known mushroom has the same class")
     if answer.get("note"):
         parts.append(f"<i>{esc(answer['note'])}</i>")
     return "<div class='mushroom-identification'>" + "<br>".join(parts) + "</div>"
@@ -43,11 +49,12 @@ class ManualForm:
     """22 dropdowns (codes with their names, or unknown), Predict / Add to grid, the result and the
     partial-identification panel."""
 
-    def __init__(self, on_predict: Callable[[], None], on_add: Callable[[], None]):
+    def __init__(self, on_predict: Callable[[], None], on_add: Callable[[], None],
+                 on_change: Callable[[], None] = lambda: None):
         import ipywidgets as W
 
         self.W = W
-        self._on_predict, self._on_add = on_predict, on_add
+        self._on_predict, self._on_add, self._on_change = on_predict, on_add, on_change
         self.dropdowns: dict | None = None
         self.result = W.HTML("")
         self.identification = W.HTML("")
@@ -65,6 +72,8 @@ class ManualForm:
                               value=None, description=human(f), style={"description_width": "170px"},
                               layout=W.Layout(width="330px"))
                 for f in FEATURES}
+            for dd in self.dropdowns.values():
+                dd.observe(lambda _change: self._on_change(), names="value")
             predict = W.Button(description="Predict", button_style="primary", icon="search")
             predict.on_click(lambda _b: self._on_predict())
             add = W.Button(description="Add to grid", icon="plus")
@@ -76,7 +85,7 @@ class ManualForm:
         return self.dropdowns
 
     def values(self) -> dict:
-        """feature -> code, "?" (unknown) or None (not chosen)."""
+        """feature -> code, UNKNOWN or None (not chosen)."""
         return {f: dd.value for f, dd in self.build().items()}
 
     def set_values(self, values: dict) -> None:
@@ -110,27 +119,34 @@ class ManualFormFlow:
         return self.form_view.build()
 
     def _manual_frame(self) -> pd.DataFrame | None:
+        """The 22 chosen codes as validated features; else the partial answer is shown and None returned."""
         from ..schema import validate_frame
 
         missing, unknown = self.form_view.missing(), self.form_view.unknown()
-        if missing:
-            self.form_view.show_result(f"<span class='refused'>choose: {esc(', '.join(missing))}</span>")
-            return None
-        if unknown:
+        if missing or unknown:
             self._identify()
+            need = missing or [human(f) for f in unknown]
+            more = f" and {len(need) - 3} more" if len(need) > 3 else ""
+            self.form_view.show_result(f"<span class='refused'>the model's answer (and Add to grid) needs every "
+                                       f"feature; choose: {esc(', '.join(need[:3]))}{more}</span>")
             return None
         self.form_view.show_identification(None)
         return validate_frame(pd.DataFrame([self.form_view.values()])).features
 
+    def manual_changed(self) -> None:
+        """A dropdown changed: the model's answer once all 22 are known, else the partial answer."""
+        if self.form_view.missing() or self.form_view.unknown():
+            self.form_view.show_result("")
+            self._identify()
+        else:
+            self.predict_manual()
+
     def _identify(self) -> None:
-        """Some features unknown: the partial-identification panel (answers once ``identify`` is wired)."""
-        given = self.form_view.given()
+        """Some features unknown (or not chosen yet): the partial-identification panel from those given."""
         if self.identify is None:
-            self.form_view.show_result("<span class='refused'>partial identification is not available yet; "
-                                       "choose a code for every feature. Unknown means poisonous.</span>")
+            self.form_view.show_identification(None)
             return
-        self.form_view.show_result("")
-        self.form_view.show_identification(self.identify(given))
+        self.form_view.show_identification(self.identify(self.form_view.given()))
 
     def predict_manual(self):
         """Predict the mushroom described by the 22 dropdowns; returns the scored row (or None)."""

@@ -1,7 +1,8 @@
 """The model as a page's kernel sees it: scoring from the champion's saved plan, feedback through ModelService.
 
 A kernel serving a page scores with the champion's scoring plan (plain arrays; no scikit-learn, no model
-file) and makes its :class:`~mushroom_lib.service.ModelService` only when the page first sends feedback.
+file) and makes its :class:`~mushroom_lib.service.ModelService` only when the page first sends feedback;
+partial identification reads the dataset (once per kernel) until that service exists.
 """
 
 from __future__ import annotations
@@ -14,6 +15,26 @@ from ..feedback_loop import FeedbackLoop
 from ..registry import Registry
 from ..service import ModelService
 from ..settings import Settings
+
+
+_KNOWN: dict = {}  #: the dataset frame identification reads, loaded once per kernel (per file version)
+_KNOWN_LOCK = threading.Lock()
+
+
+def known_mushrooms(settings: Settings) -> pd.DataFrame:
+    """The acquired dataset (class + 22 features), read once per kernel and again only when the file changes."""
+    from ..data import load_dataset
+
+    path = settings.dataset_path
+    if not path.exists():
+        return load_dataset(settings)  # raises: no dataset, run `mushroom data`
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _KNOWN_LOCK:
+        if key not in _KNOWN:
+            _KNOWN.clear()
+            _KNOWN[key] = load_dataset(settings)
+        return _KNOWN[key]
 
 
 def _scores_nothing():
@@ -69,6 +90,15 @@ class ModelSource:
 
     def pca(self, features: pd.DataFrame):
         return self.scorer.pca(features)
+
+    def identify(self, given: dict) -> dict:
+        """The partial identification (``identify.answer``) from the features given: through the page's
+        ModelService when it exists, else from the dataset alone (no model, no scikit-learn in this kernel)."""
+        if self._service is not None:
+            return self._service.identify(given)
+        from ..identify import answer
+
+        return answer(known_mushrooms(self.settings), given)
 
     def rows_until_retrain(self) -> int:
         return self._counts.rows_until_retrain()

@@ -113,6 +113,7 @@ class GridState:
         self.rows: pd.DataFrame | None = None
         self.row_numbers: list[int] = []
         self.source_name: str | None = None
+        self.generation = 0  #: bumped whenever the rows are replaced (positions from before no longer apply)
 
     # ------------------------------------------------------------ building
     @staticmethod
@@ -140,11 +141,13 @@ class GridState:
         features = pd.DataFrame(columns=FEATURES, dtype=object)
         self.rows = self.assemble(features, score(features))
         self.row_numbers = []
+        self.generation += 1
 
     def load(self, upload: Upload, scored: pd.DataFrame, name: str) -> None:
         self.rows = self.assemble(upload.features, scored, upload.labels, upload.extras)
         self.row_numbers = list(range(1, len(self.rows) + 1))
         self.source_name = name
+        self.generation += 1
 
     def append(self, features: pd.DataFrame, scored: pd.DataFrame) -> int:
         """Add rows (the manual form's mushroom); returns the new row's number."""

@@ -194,7 +194,7 @@ class GridView:
         W = _widgets()
         # Only columns wider or narrower than the base size get an explicit width: on every data update the
         # grid re-applies widths, and each changed width repaints the whole canvas.
-        widths = {UNCERTAIN: 200, SENT: 60, "reason": 320}
+        widths = {UNCERTAIN: 200, SENT: 60, "reason": 460}  # the reason's sentence reads whole
         widths.update({f: 176 for f in FEATURES if len(f) > 18})
         renderers = {
             TRUE_LABEL: TextRenderer(background_color="#eef6ff"),
