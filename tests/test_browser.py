@@ -211,6 +211,9 @@ def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_
     import websocket
 
     outside = []
+    # a warm server first: the page must take a pre-heated kernel, whose refill is what the test waits for
+    # below (a page that arrives before the pool filled gets a kernel of its own and nothing is refilled)
+    assert server.wait_for_log(POOL_FILLED, count=1, timeout=180)
     # the page stays open: the raw client goes after a live page's kernel (a closed page's kernel is
     # shut down a few seconds after its websocket closed)
     owner, page = _page(browser, outside)
