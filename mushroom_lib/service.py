@@ -71,14 +71,10 @@ class ModelService:
         stamp = self.registry.champion_stamp()
         if stamp == self._stamp or stamp is None or stamp == self._bad_stamp:
             return False
-        # while another thread loads the new champion, a model that serves keeps serving (no request waits for
-        # a load); with none yet, wait for it
-        if not self._swap_lock.acquire(blocking=self._scorer is None):
-            return False
-        try:
+        # a promotion is served from the next call on: a call that finds a load in flight (the watch thread's)
+        # waits for it rather than answering with the model the pointer no longer names
+        with self._swap_lock:
             return self._load_champion()
-        finally:
-            self._swap_lock.release()
 
     def _load_champion(self) -> bool:
         """Caller holds the swap lock: load the champion named now, or record why it was refused."""
@@ -107,7 +103,7 @@ class ModelService:
 
     def watch(self, interval: float = 0.2) -> None:
         """Load a new champion in a background thread as soon as champion.json changes, so that a server's
-        requests never pay for the load (they keep the current model until the new one is ready)."""
+        requests seldom pay for the load (one arriving during it waits for it, then serves the new model)."""
         if self._watcher is not None:
             return
         self._stop = threading.Event()
