@@ -23,9 +23,9 @@ import pandas as pd
 
 from .fileio import atomic_write_bytes, atomic_write_json, read_json
 from .errors import DataError
-from .schema import COLUMNS, FEATURES, FULL_ROWS, TARGET, SchemaError, read_csv_bytes, validate_frame
+from .schema import CODES, COLUMNS, FEATURES, FULL_ROWS, TARGET, SchemaError, read_csv_bytes, validate_frame
 from .settings import Settings
-from .vocab import CODE_TO_WORD
+from .vocab import CODE_TO_WORD, EDIBLE, POISONOUS
 
 UCI_URL = "https://archive.ics.uci.edu/static/public/73/mushroom.zip"
 UCI_MEMBER = "agaricus-lepiota.data"
@@ -283,7 +283,7 @@ def synthetic_frame(n: int = 200, seed: int = 0, *, with_class: bool = True) -> 
     df = pd.DataFrame({f: rng.choice(list(CODES[f]), size=n) for f in FEATURES})
     if with_class:
         poisonous = df["odor"].isin(["f", "y", "p", "c", "m", "s"]) | (df["spore-print-color"] == "r")
-        df.insert(0, TARGET, np.where(poisonous, "p", "e"))
+        df.insert(0, TARGET, np.where(poisonous, POISONOUS, EDIBLE))
     return df
 
 

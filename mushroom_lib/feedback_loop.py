@@ -11,19 +11,21 @@ import logging
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable
 
 import pandas as pd
 
 from . import jobs
+from .data import load_dataset
 from .feedback import PROD_COLUMNS, FeedbackStore
-from .schema import FEATURES, LABELS, TARGET, SchemaError, records_to_frame, validate_frame
+from .schema import FEATURES, TARGET, SchemaError, records_to_frame, validate_frame
 from .settings import Settings
+from .vocab import label_word, norm_column, utc_iso
 
 log = logging.getLogger("mushroom_lib")
 
-LABEL_COLUMNS = ("class", "target", "true label", "true_label", "label")
+#: where the true label may be, as ``vocab.norm_column`` spells a column name ("True_Label" -> "true-label")
+LABEL_COLUMNS = ("class", "target", "true label", "true-label", "label")
 
 
 @dataclass
@@ -78,8 +80,8 @@ class FeedbackLoop:
     def contradicting(self, features: pd.DataFrame, labels) -> pd.Series:
         """Per row: True when its label contradicts the dataset's label for the identical feature row."""
         known = self._known_labels()
-        words = [LABELS.get(v, v) for v in labels]  # accept e/p or edible/poisonous
-        flags = [key in known and LABELS[known[key]] != label
+        words = [label_word(v) or v for v in labels]  # accept e/p or edible/poisonous
+        flags = [key in known and label_word(known[key]) != label
                  for key, label in zip(map(tuple, features[FEATURES].to_numpy()), words)]
         return pd.Series(flags, index=features.index, dtype=bool)
 
@@ -94,20 +96,20 @@ class FeedbackLoop:
     def prepare(self, rows, source: str) -> tuple[pd.DataFrame, int]:
         """Validate labelled rows and add prediction, p_poisonous, model_version, timestamp and source."""
         frame = records_to_frame(rows)
-        cols = {str(c).strip().lower(): c for c in frame.columns}
+        cols = {norm_column(c): c for c in frame.columns}
         label_col = next((cols[c] for c in LABEL_COLUMNS if c in cols), None)
         if label_col is None:
             raise SchemaError("feedback needs the true label in a 'class' column (e/edible or p/poisonous)",
                               column="class")
-        checked = validate_frame(frame, require_label=True, label_column=str(label_col).strip().lower())
+        checked = validate_frame(frame, require_label=True, label_column=norm_column(label_col))
         scorer = self._scorer()
         scored = scorer.score(checked.features)
         out = checked.features.copy()
-        out["target"] = checked.labels.map(LABELS).to_numpy()
+        out["target"] = checked.labels.map(label_word).to_numpy()
         out["prediction"] = scored["prediction"].to_numpy()
         out["p_poisonous"] = scored["p_poisonous"].map(lambda v: f"{v:.6f}").to_numpy()
         out["model_version"] = scorer.version
-        out["timestamp"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        out["timestamp"] = utc_iso()
         out["source"] = clean_source(source)
         return out[PROD_COLUMNS[:-1]], self.contradictions(checked.features, out["target"])
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from . import jobs
 from .feedback_loop import FeedbackLoop, Receipt
+from .vocab import utc_iso
 
 LIST_COLUMNS = ["feedback_id", "source", "timestamp", "target", "prediction", "model_version", "contradicts",
                 "excluded", "excluded_reason", "excluded_by", "excluded_at"]
@@ -117,7 +118,7 @@ class FeedbackReview:
             if not new:
                 raise ReviewConflict(f"all {len(set(wanted))} selected rows are already excluded; nothing changed")
             event = {"action": "exclude", "ids": new, "reason": reason[:500], "who": who or _user(),
-                     "when": jobs.utc_now(), "selection": {"source": source, "since": str(since) if since else None}}
+                     "when": utc_iso(), "selection": {"source": source, "since": str(since) if since else None}}
             self.store.log_exclusion(event)
         return event
 
@@ -137,7 +138,7 @@ class FeedbackReview:
                 raise ReviewConflict(f"feedback row {idle[0]} is not excluded"
                                      + (f" (nor {len(idle) - 1} other(s))" if len(idle) > 1 else "") + "; nothing changed")
             event = {"action": "include", "ids": sorted(set(wanted)), "reason": " ".join(str(reason).split())[:500],
-                     "who": who or _user(), "when": jobs.utc_now()}
+                     "who": who or _user(), "when": utc_iso()}
             self.store.log_exclusion(event)
         return event
 

@@ -11,7 +11,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from .schema import CODES, FEATURES, LABELS, TARGET, SchemaError, _norm_name
+from .schema import CODES, FEATURES, TARGET, SchemaError
+from .vocab import CODE_TO_WORD, EDIBLE, POISONOUS, norm_column
 
 NOTE = ("This describes a 1981 field-guide dataset of 23 species; it is not advice to eat any mushroom. "
         "Never eat a wild mushroom on the strength of this tool.")
@@ -21,7 +22,7 @@ def check_given(given: Mapping[str, str]) -> dict[str, str]:
     """Feature name -> code, checked; raises SchemaError (one sentence: feature, value, valid codes)."""
     out: dict[str, str] = {}
     for name, value in given.items():
-        feature = _norm_name(str(name))
+        feature = norm_column(name)
         if feature not in CODES:
             shown = str(name)[:60] + ("…" if len(str(name)) > 60 else "")
             raise SchemaError(f"{shown!r} is not a mushroom feature; valid features are the dataset's 22 columns "
@@ -53,7 +54,7 @@ def matching(df: pd.DataFrame, given: Mapping[str, str]) -> pd.DataFrame:
 def _entropy(labels: np.ndarray) -> float:
     if not len(labels):
         return 0.0
-    share = float(np.mean(labels == "p"))
+    share = float(np.mean(labels == POISONOUS))
     return -sum(s * np.log2(s) for s in (share, 1 - share) if s > 0)
 
 
@@ -85,17 +86,17 @@ def answer(df: pd.DataFrame, given: Mapping[str, str]) -> dict:
     """The worst case over the matching known mushrooms: edible only if some match and every match is edible."""
     given = check_given(given)
     matches = matching(df, given)
-    n, n_p = len(matches), int((matches[TARGET].to_numpy() == "p").sum())
+    n, n_p = len(matches), int((matches[TARGET].to_numpy() == POISONOUS).sum())
     if n == 0:
-        prediction = LABELS["p"]
+        prediction = CODE_TO_WORD[POISONOUS]
         reason = (f"no known mushroom in this dataset has these features ({_describe(given)}); "
                   "unknown means poisonous")
     elif n_p in (0, n):
-        prediction = LABELS["e"] if n_p == 0 else LABELS["p"]
+        prediction = CODE_TO_WORD[EDIBLE if n_p == 0 else POISONOUS]
         reason = (f"the 1 known mushroom with these features is {prediction} in this dataset" if n == 1 else
                   f"all {n} known mushrooms with these features are {prediction} in this dataset")
     else:
-        prediction = LABELS["p"]
+        prediction = CODE_TO_WORD[POISONOUS]
         reason = f"{n_p} of the {n} known mushrooms with these features are poisonous in this dataset"
     return {"prediction": prediction, "matching_known": n, "matching_poisonous": n_p, "reason": reason,
             "ask_next": ask_next(matches, given), "given": dict(given), "note": NOTE}

@@ -11,22 +11,19 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from .fileio import atomic_write_json, read_json
+from .registry import Registry, RegistryError
 from .settings import Settings
+from .vocab import utc_iso
 
 #: Settings a job carries to the worker (a ModelService made with k=3 retrains with k=3).
 KNOBS = ("k", "seed", "test_size", "n_components", "accuracy_margin", "report_on_promote", "keep_rejected_models")
 OUTCOMES_KEPT = 200
 POLL = 0.02  # seconds between looks at a file that another process rewrites
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def paths(settings: Settings) -> dict[str, Path]:
@@ -84,7 +81,7 @@ def pending_rows(state: dict, last_id: int, excluded: set[int] | dict, *, claime
 def enqueue(settings: Settings, state: dict, last_id: int, *, force: bool = False) -> dict:
     """Queue a retrain covering feedback ids up to ``last_id``; caller holds the lock and saves the state."""
     job = {"id": int(state.get("next_job", 1)), "upto": int(last_id), "force": bool(force),
-           "submitted": utc_now(), "settings": {k: getattr(settings, k) for k in KNOBS}}
+           "submitted": utc_iso(), "settings": {k: getattr(settings, k) for k in KNOBS}}
     state["next_job"] = job["id"] + 1
     state["claimed_upto"] = max(int(state.get("claimed_upto", 0)), int(last_id))
     state["jobs"].append(job)

@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .schema import FEATURES, LABELS
+from .schema import FEATURES
+from .vocab import CODE_TO_WORD, EDIBLE, POISONOUS
 
 if TYPE_CHECKING:  # scikit-learn is imported where it is used: scoring from a saved plan does without it
     from sklearn.pipeline import Pipeline
 
-POSITIVE = "p"  #: poisonous is the positive class everywhere
+POSITIVE = POISONOUS  #: poisonous is the positive class everywhere
 UNCERTAIN_NOTE = "uncertain - treat as poisonous"
 #: What p_poisonous is, said on every surface that shows it (it is not recalibrated; see the version record)
 P_MEANING = ("p_poisonous is the model's neighbour vote (the distance-weighted share of poisonous mushrooms among "
@@ -223,9 +224,9 @@ def seen_codes(pipeline: Pipeline) -> dict[str, set[str]]:
     return {f: set(map(str, cats)) for f, cats in zip(FEATURES, enc.categories_)}
 
 
-LABELS_P, LABELS_E = LABELS["p"], LABELS["e"]
+LABELS_P, LABELS_E = CODE_TO_WORD[POISONOUS], CODE_TO_WORD[EDIBLE]  # "poisonous", "edible"
 
 
 def label_words(binary: np.ndarray) -> np.ndarray:
     """0/1 -> 'edible'/'poisonous'."""
-    return np.where(np.asarray(binary) == 1, LABELS["p"], LABELS["e"]).astype(object)
+    return np.where(np.asarray(binary) == 1, LABELS_P, LABELS_E).astype(object)

@@ -12,10 +12,12 @@ import numpy as np
 import pandas as pd
 
 from . import model as M
-from .schema import CODES, FEATURES, LABELS, TARGET
+from .data import load_split
+from .schema import CODES, FEATURES, TARGET
 from .settings import Settings
+from .vocab import CODE_TO_WORD, EDIBLE, POISONOUS, label_word
 
-CLASS_COLORS = {"edible": "#2ca02c", "poisonous": "#d62728"}
+CLASS_COLORS = {CODE_TO_WORD[EDIBLE]: "#2ca02c", CODE_TO_WORD[POISONOUS]: "#d62728"}
 
 
 def setup(renderer: str = "plotly_mimetype") -> None:
@@ -26,7 +28,7 @@ def setup(renderer: str = "plotly_mimetype") -> None:
 
 
 def _words(labels) -> np.ndarray:
-    return np.array([LABELS.get(v, v) for v in labels], dtype=object)
+    return np.array([label_word(v) or v for v in labels], dtype=object)
 
 
 # ------------------------------------------------------------------------------------------ training

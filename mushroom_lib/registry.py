@@ -16,13 +16,13 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from filelock import FileLock
 
 from .fileio import atomic_write_json, fsync_dir, read_json
 from .settings import Settings
+from .vocab import utc_iso
 
 #: The only types (beyond skops' defaults) a model file may contain. Anything else is refused.
 TRUSTED_TYPES = frozenset({
@@ -49,11 +49,6 @@ def _read_json(path: Path):
         return read_json(path)
     except ValueError as exc:
         raise RegistryError(f"{path} is damaged (not valid JSON: {exc})") from None
-
-
-def utc_now() -> str:
-    """Current UTC time, ISO 8601 with a Z."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def sha256_file(path: Path) -> str:
@@ -257,7 +252,7 @@ class Registry:
             mutable = {k: meta[k] for k in MUTABLE if k in meta}
             atomic_write_json(folder / "metadata.json", {"version": meta["version"], **mutable,
                                                           "record_sha256": record_sha256(record),
-                                                          "upgraded_utc": utc_now()})
+                                                          "upgraded_utc": utc_iso()})
 
     def _write_plan(self, loaded: LoadedModel) -> str | None:
         """Save the version's scoring plan under artifacts/cache; its content digest (None: no plan for it)."""
@@ -306,7 +301,7 @@ class Registry:
             record = {
                 **(extra or {}),
                 "version": name,
-                "created_utc": utc_now(),
+                "created_utc": utc_iso(),
                 "parent": parent,
                 "trigger": trigger,
                 "threshold": float(threshold),
@@ -348,7 +343,7 @@ class Registry:
             except RegistryError:  # a damaged pointer is what this promotion repairs
                 previous = None
             atomic_write_json(self.champion_path, {"version": version, "previous": previous,
-                                                   "promoted_utc": utc_now(), "reason": reason})
+                                                   "promoted_utc": utc_iso(), "reason": reason})
         if previous and previous != version:
             try:
                 self.set_status(previous, "retired")
@@ -377,7 +372,7 @@ class Registry:
             dropped = rejected[:max(0, len(rejected) - keep)]
             for v in dropped:
                 (self.models_dir / v / "model.skops").unlink()
-                self.set_status(v, "rejected", model_dropped=utc_now())
+                self.set_status(v, "rejected", model_dropped=utc_iso())
         return dropped
 
     def prune(self, keep: int = 10) -> list[str]:

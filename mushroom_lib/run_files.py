@@ -14,7 +14,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -24,11 +23,6 @@ from .settings import Settings
 RUN_PREFIX = "mushroom-run-"   #: private per-run folders in the temp dir (kernel IPC sockets, outcome)
 STALE_SECONDS = 60             #: an unlocked run folder younger than this may be starting: left alone
 KINDS = ("train", "report", "exploration")
-
-
-def iso_now() -> str:
-    """UTC time for records, e.g. 2025-01-01T12:00:00Z."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _hold(path: Path) -> int | None:

@@ -17,12 +17,13 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import run_files
 from .fileio import read_json
+from .registry import Registry
 from .settings import Settings
+from .vocab import utc_iso, utc_stamp
 
 TRAIN, REPORT, EXPLORATION = "train", "report", "exploration"
 SHARE_DIR = Path("share") / "mushroom-workbench" / "notebooks"
@@ -102,11 +103,6 @@ def kernel_manager_class(run_dir: Path | None = None):
 
 
 # ------------------------------------------------------------------------------------------ running
-def _stamp() -> str:
-    """UTC time for file names, e.g. 20250101T120000Z (as monitoring.utc_stamp, without its imports)."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-
-
 @contextlib.contextmanager
 def _lean_jsonschema():
     """Import papermill without jsonschema's optional IRI checker (rfc3987_syntax).
@@ -173,7 +169,7 @@ def run_notebook(settings: Settings, kind: str, parameters: dict, *, progress: b
     run_files.clean_leftovers(settings)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     with run_files.Run(settings.runs_dir) as run:
-        stamp = _stamp()
+        stamp = utc_stamp()
         work = settings.runs_dir / f"{stamp}-{kind}-running-{run.token}.ipynb"
         if outcome:
             parameters = {**parameters, "outcome_path": str(run.outcome_path)}
@@ -246,7 +242,7 @@ def _report_record(started: str, version: str | None, done: Executed | None) -> 
     """The last_report.json record of a run (status decided by the caller)."""
     out = dict((done.outcome or {}) if done else {})
     return {"status": "failed", "model_version": out.get("model_version") or version,
-            "rows": out.get("rows"), "started": started, "finished": run_files.iso_now(),
+            "rows": out.get("rows"), "started": started, "finished": utc_iso(),
             "reason": _cut(out.get("error") or " ".join(out.get("notes") or [])) or None,
             "html": out.get("html"), "notebook": str(done.path) if done and done.path else None,
             "result": out.get("result"), "snapshot_id": out.get("snapshot_id"),
@@ -263,9 +259,7 @@ def run_report_notebook(settings: Settings, progress: bool = True, **params) -> 
     starting a kernel when there is no model, and when the notebook could not make a report (e.g. no
     reference rows). Keeps the newest ``settings.reports_keep`` HTML reports and notebooks.
     """
-    from .registry import Registry
-
-    started, version, done = run_files.iso_now(), None, None
+    started, version, done = utc_iso(), None, None
     try:
         version = Registry(settings).champion()
         if version is None:  # (not NoChampionError: importing service.py would pull in scikit-learn here)

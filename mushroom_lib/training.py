@@ -14,8 +14,10 @@ from .feedback import FeedbackStore
 from .fileio import atomic_write_bytes
 from .known import KnownSet, codes_of, keys_of
 from .registry import LoadedModel, Registry, RegistryError
-from .schema import FEATURES, LABELS, TARGET, normalize_labels
+from .schema import FEATURES, TARGET, normalize_labels
+from .scoring import CODE_LIST, Scorer, feature_codes
 from .settings import Settings
+from .vocab import CODE_TO_WORD
 
 
 @dataclass
@@ -115,11 +117,9 @@ def rebuild_known(settings: Settings, meta: dict) -> tuple[KnownSet, str]:
 
 def score_holdout(loaded: LoadedModel, holdout: pd.DataFrame) -> dict:
     """Holdout metrics of the calls a user gets (model + known-set rules), with uncertain share and Brier."""
-    from .scoring import Scorer
-
     scored = Scorer(loaded).score(holdout[FEATURES])
     p = scored["p_poisonous"].to_numpy()
-    called = (scored["prediction"].to_numpy() == LABELS["p"]).astype(np.int8)
+    called = (scored["prediction"].to_numpy() == M.LABELS_P).astype(np.int8)
     out = M.metrics(p, holdout[TARGET].to_numpy(), loaded.threshold, pred=called)
     out["uncertain_share"] = float(scored["uncertain"].mean()) if len(scored) else 0.0
     out["brier"] = M.brier(p, holdout[TARGET].to_numpy())
@@ -165,7 +165,7 @@ def write_reference(settings: Settings, loaded) -> int:
     p = scored["p_poisonous"].to_numpy()
     coords = pca_coordinates(loaded.pipeline, df)
     out = df[FEATURES].copy()
-    out["target"] = df[TARGET].map(LABELS).to_numpy()
+    out["target"] = df[TARGET].map(CODE_TO_WORD).to_numpy()
     out["prediction"] = scored["prediction"].to_numpy()
     out["p_poisonous"] = p
     for i in range(coords.shape[1]):

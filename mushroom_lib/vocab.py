@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-CODE_TO_WORD: dict[str, str] = {"e": "edible", "p": "poisonous"}
+EDIBLE, POISONOUS = "e", "p"  #: the class codes; poisonous is the positive class (1) everywhere
+CODE_TO_WORD: dict[str, str] = {EDIBLE: "edible", POISONOUS: "poisonous"}
 WORD_TO_CODE: dict[str, str] = {w: c for c, w in CODE_TO_WORD.items()}
-CODE_TO_INT: dict[str, int] = {"e": 0, "p": 1}
+CODE_TO_INT: dict[str, int] = {EDIBLE: 0, POISONOUS: 1}
 INT_TO_CODE: dict[int, str] = {i: c for c, i in CODE_TO_INT.items()}
 
 #: column aliases people type: the .names file says ``bruises?``; some copies use underscores

@@ -19,10 +19,12 @@ import traceback
 
 from filelock import FileLock, Timeout
 
-from . import jobs
+from . import jobs, training
 from .feedback import FeedbackStore
 from .registry import Registry, RegistryError
+from .runner import run_report_notebook
 from .settings import Settings, get_settings
+from .vocab import utc_iso
 
 log = logging.getLogger("mushroom_lib.worker")
 
@@ -41,7 +43,7 @@ def _adopt_finished(settings: Settings, state: dict) -> dict | None:
         return None
     status = "rejected" if meta.get("status") == "rejected" else "promoted"
     return {"status": status, "version": meta["version"], "reason": meta.get("reason"), "jobs": sorted(done),
-            "upto": meta.get("feedback_upto_id"), "started": meta.get("created_utc"), "finished": jobs.utc_now(),
+            "upto": meta.get("feedback_upto_id"), "started": meta.get("created_utc"), "finished": utc_iso(),
             "seconds": None, "error": None, "metrics_delta": {}, "recovered": True}
 
 
@@ -64,7 +66,7 @@ def run_retrain(settings: Settings) -> dict | None:
     rows = store.read(include_excluded=False)  # outside the lock: rows appended meanwhile are cut off here
     rows = rows[~rows["feedback_id"].isin(list(excluded)) & (rows["feedback_id"] <= upto)].reset_index(drop=True)
     ids = [j["id"] for j in taken]
-    started, t0 = jobs.utc_now(), time.perf_counter()
+    started, t0 = utc_iso(), time.perf_counter()
     outcome = {"status": "running", "version": None, "reason": None, "jobs": ids, "upto": upto,
                "started": started, "finished": None, "seconds": None, "error": None, "metrics_delta": {}}
     jobs.atomic_write_json(jobs.paths(settings)["last_retrain"], outcome)
@@ -83,7 +85,7 @@ def run_retrain(settings: Settings) -> dict | None:
         log.exception("retrain failed")
         outcome.update(status="failed", error=f"retrain failed: {exc.__class__.__name__}: {exc}",
                        traceback=traceback.format_exc()[-4000:])
-    outcome.update(finished=jobs.utc_now(), seconds=round(time.perf_counter() - t0, 3))
+    outcome.update(finished=utc_iso(), seconds=round(time.perf_counter() - t0, 3))
     if outcome["status"] == "promoted" and run_settings.report_on_promote:
         outcome["report_requested"] = True
     _settle(settings, store, outcome, taken, advance=advance)
@@ -161,9 +163,7 @@ class Reporter:
 def report(settings: Settings) -> None:
     """One report through the runner (which writes reports/last_report.json); a failure before the
     runner could record it is recorded here."""
-    from .runner import run_report_notebook
-
-    started, path = jobs.utc_now(), jobs.paths(settings)["last_report"]
+    started, path = utc_iso(), jobs.paths(settings)["last_report"]
     try:
         run_report_notebook(settings, progress=False)
     except Exception as exc:
@@ -171,7 +171,7 @@ def report(settings: Settings) -> None:
         previous = jobs.last_report(settings) or {}
         if str(previous.get("started") or "") < started:
             jobs.atomic_write_json(path, {"status": "failed", "model_version": Registry(settings).champion(),
-                                          "rows": None, "started": started, "finished": jobs.utc_now(),
+                                          "rows": None, "started": started, "finished": utc_iso(),
                                           "reason": f"{exc.__class__.__name__}: {exc}"[:300], "html": None,
                                           "notebook": None})
 
@@ -243,14 +243,14 @@ def main(argv: list[str] | None = None) -> int:
             os.nice(10)
         warm_up()
 
-        jobs.atomic_write_json(jobs.paths(settings)["pid"], {"pid": os.getpid(), "started": jobs.utc_now()})
+        jobs.atomic_write_json(jobs.paths(settings)["pid"], {"pid": os.getpid(), "started": utc_iso()})
         log.info("worker started for %s", settings.home)
         return serve(settings, settings.worker_idle_seconds if args.idle is None else args.idle, lock)
     except Exception as exc:  # a bug outside one retrain: recorded where `mushroom status` shows it
         log.exception("worker crashed")
         jobs.atomic_write_json(jobs.paths(settings)["last_retrain"], {
             "status": "failed", "version": None, "reason": None, "jobs": [], "started": None,
-            "finished": jobs.utc_now(), "error": f"the background worker crashed: {exc.__class__.__name__}: {exc}"})
+            "finished": utc_iso(), "error": f"the background worker crashed: {exc.__class__.__name__}: {exc}"})
         return 1
     finally:
         if lock.is_locked:

@@ -234,7 +234,7 @@ def test_project_is_created_once_and_the_dashboard_is_not_duplicated(trained_hom
     projects = [p for p in settings.workspace_dir.iterdir() if p.is_dir() and (p / "metadata.json").exists()]
     assert len(projects) == 1
     assert len(snapshots(settings.workspace_dir)) == 2
-    mon._evidently()
+    mon.load_evidently()
     from evidently.ui.workspace import Workspace
 
     dashboard = Workspace(str(settings.workspace_dir)).get_dashboard(first.project_id)

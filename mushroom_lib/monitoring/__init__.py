@@ -9,12 +9,11 @@ from .drift import (CAT_TEST, DISTANCE, DRIFT_SHARE, LARGE_SAMPLE, MIN_DRIFT_ROW
                     chisquare_mc, column_scores, drift_check, drift_columns, drift_options, judge_drift,
                     load_evidently, too_few_rows)
 from .report import (MIN_QUALITY_ROWS, NEGATIVE, POSITIVE, build_report, load_production, load_reference,
-                     pca_columns, report_for_notebook, score_frame, utc_stamp)
+                     pca_columns, report_for_notebook, score_frame)
 from .result import STATUSES, MonitoringResult
 from .ui import serve_ui, ui_command
 from .workspace import PROJECT_NAME, add_to_workspace, dashboard_model, ensure_project
-
-_evidently = load_evidently  # the name tests and older callers use
+from ..vocab import utc_stamp
 
 __all__ = [
     "CAT_TEST", "chisquare_mc", "DISTANCE", "DRIFT_SHARE", "LARGE_SAMPLE", "MIN_DRIFT_ROWS", "MIN_QUALITY_ROWS", "NEGATIVE", "P_VALUE",

@@ -69,6 +69,7 @@ def chisquare_mc(reference: pd.Series, current: pd.Series) -> float:
 
 
 def _register_chisquare_mc() -> None:
+    # lazy (Evidently, ~2 s): only load_evidently calls this
     from evidently.legacy.calculations.stattests.registry import (StatTest, _registered_stat_tests,
                                                                    register_stattest)
     from evidently.legacy.core import ColumnType
@@ -164,7 +165,7 @@ def column_scores(reference: pd.DataFrame, current: pd.DataFrame, columns: list[
     """Per-column drift score (p-value under LARGE_SAMPLE rows, distance from there), one column at a time
     through the same Evidently stat-test functions the report's DataDriftPreset calls (no Report around
     them: milliseconds, not a second). ``cat_method`` overrides the categorical test (benchmarks)."""
-    load_evidently()
+    load_evidently()  # lazy imports below: Evidently, loaded (quietly, telemetry off) by load_evidently
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
 

@@ -15,26 +15,26 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..errors import NoChampionError
+from ..feedback import PROD_COLUMNS, FeedbackStore
 from ..fileio import atomic_write_text
-from ..schema import FEATURES, LABELS, SchemaError, invalid_codes, read_csv_file
-from ..settings import Settings
+from ..registry import Registry
+from ..schema import FEATURES, SchemaError, invalid_codes, read_csv_file
+from ..scoring import Scorer
+from ..settings import Settings, get_settings
+from ..vocab import CODE_TO_WORD, EDIBLE, POISONOUS, label_word, utc_now, utc_stamp
 from .drift import DRIFT_SHARE, MonitoringError, drift_options, load_evidently, quiet_imports, too_few_rows
 from .result import MonitoringResult
 from .workspace import PROJECT_NAME, add_to_workspace
 
-POSITIVE, NEGATIVE = LABELS["p"], LABELS["e"]  # "poisonous", "edible"
+POSITIVE, NEGATIVE = CODE_TO_WORD[POISONOUS], CODE_TO_WORD[EDIBLE]  # "poisonous", "edible"
 MIN_QUALITY_ROWS = 10   #: fewer labelled rows than this: the report holds no quality part
-
-
-def utc_stamp(now: datetime | None = None) -> str:
-    """UTC time for file names, e.g. 20250101T120000Z."""
-    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
 
 
 # ------------------------------------------------------------------------------------------ frames
@@ -67,9 +67,7 @@ def score_frame(scorer, features: pd.DataFrame, target: pd.Series, prediction: p
 
 def _words(values: pd.Series) -> pd.Series:
     """e/p/edible/poisonous (any case) -> edible/poisonous; anything else -> None."""
-    text = values.astype("string").str.strip().str.lower()
-    mapped = text.map(lambda v: LABELS.get(v, v) if isinstance(v, str) else None)
-    return mapped.where(mapped.isin([POSITIVE, NEGATIVE]), None).astype(object)
+    return values.map(label_word).astype(object)
 
 
 def load_reference(path: Path) -> pd.DataFrame:
@@ -268,7 +266,7 @@ def _plan(production: pd.DataFrame) -> _Plan:
 
 def _run_evidently(reference: pd.DataFrame, production: pd.DataFrame, plan: _Plan, version: str, now: datetime):
     """One Evidently Report over the parts in ``plan``; the drift metric is left out when not judged."""
-    load_evidently()
+    load_evidently()  # lazy imports below: Evidently (and scikit-learn under it), loaded by load_evidently
     from evidently import Dataset, Report
     from evidently.metrics import SumValue
     from evidently.presets import DataDriftPreset
@@ -353,7 +351,7 @@ def build_report(settings: Settings, *, reference_path: str | Path | None = None
         reference = score_frame(scorer, ref_raw, ref_raw["target"])
         production = score_frame(scorer, prod_raw, prod_raw["target"], prod_raw["prediction"],
                                  prod_raw["p_poisonous"])
-        now = datetime.now(timezone.utc)
+        now = utc_now()
         snapshot = _compute(result, reference, production, now)
         result.html_path = Path(output_html) if output_html else _claim_html(settings.reports_dir, now)
         atomic_write_text(result.html_path, snapshot.get_html_str(as_iframe=False))
