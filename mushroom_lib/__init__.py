@@ -6,18 +6,15 @@ plotly, widgets) are imported only by the functions that need them.
 
 from __future__ import annotations
 
+from .errors import SchemaError
+from .settings import get_settings
+
 __version__ = "0.1.0"
 __all__ = ["ModelService", "SchemaError", "get_settings", "__version__"]
 
 
 def __getattr__(name: str):
     if name == "ModelService":
-        from .service import ModelService
+        from .service import ModelService  # lazy: pandas and the model stack; `mushroom --help` needs neither
         return ModelService
-    if name == "SchemaError":
-        from .schema import SchemaError
-        return SchemaError
-    if name == "get_settings":
-        from .settings import get_settings
-        return get_settings
     raise AttributeError(f"module 'mushroom_lib' has no attribute {name!r}")

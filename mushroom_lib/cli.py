@@ -1,4 +1,8 @@
-"""The ``mushroom`` command: thin wrappers over the library. Errors are one sentence on stderr, exit 2."""
+"""The ``mushroom`` command: parse the arguments, call the library, print the outcome; nothing else.
+
+Errors a user can fix are one sentence on stderr with exit 2. Each command imports what it needs when it runs
+(pandas, scikit-learn, filelock, papermill, ...), so `mushroom --help` and `mushroom predict` start fast.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ def _say(text: str = "") -> None:
 
 # ---------------------------------------------------------------- commands
 def cmd_data(settings, args) -> int:
-    from .data import acquire
+    from .data import acquire  # lazy: pandas
 
     res = acquire(settings, args.source, timeout=args.timeout, progress=sys.stderr.isatty(), force=args.force)
     total = max(res.rows, 1)
@@ -34,8 +38,8 @@ def cmd_data(settings, args) -> int:
 
 
 def _config_from(args):
-    from .model import ModelConfig
-    from .registry import Registry
+    from .model import ModelConfig  # lazy: numpy and pandas
+    from .registry import Registry  # lazy: filelock, ~25 ms of every command that never reads the registry
 
     reg = Registry(get_settings(args.home))
     champ = reg.champion()
@@ -51,7 +55,7 @@ def _config_from(args):
 
 def cmd_train(settings, args) -> int:
     if args.resplit:
-        from .data import make_split
+        from .data import make_split  # lazy: pandas
 
         if args.seed is not None:  # the new split follows --seed too
             settings = settings.with_(seed=args.seed)
@@ -60,13 +64,13 @@ def cmd_train(settings, args) -> int:
         _say(f"new split of {settings.dataset_path.name}: {len(split.train)} training rows, "
              f"{len(split.holdout)} holdout rows (seed {split.seed})")
     if args.notebook:
-        from .runner import run_train_notebook
+        from .runner import run_train_notebook  # lazy: filelock and the notebook machinery
 
         path = run_train_notebook(settings, n_components=args.n_components or 3, seed=args.seed or settings.seed,
                                   promote=not args.no_promote)
         print(f"executed notebook: {path}")
         return 0
-    from .training import train
+    from .training import train  # lazy: pandas and the training stack
 
     res = train(settings, _config_from(args), trigger="manual", promote=not args.no_promote, force=args.force)
     state = "champion" if res.promoted else ("rejected: " + res.reason if res.reason else "registered, not promoted")
@@ -84,7 +88,7 @@ def _size_cap(args) -> int:
 
 
 def cmd_predict(settings, args) -> int:
-    from .predict_file import predict_file
+    from .predict_file import predict_file  # lazy: only what scoring a file needs, loaded when it runs
 
     predict_file(settings, args.input, args.output, size_cap=_size_cap(args),
                  engine=args.engine, progress=sys.stderr.isatty())
@@ -92,18 +96,18 @@ def cmd_predict(settings, args) -> int:
 
 
 def cmd_feedback(settings, args) -> int:
-    from .service import ModelService
+    from .service import ModelService  # lazy: pandas and the model stack
 
     if args.action == "submit":
-        from .schema import read_csv_file
+        from .schema import read_csv_file  # lazy: pandas
 
         frame = read_csv_file(args.input, size_cap=_size_cap(args))
         source = args.source or f"cli:{os.path.basename(args.input)}"
         receipt = ModelService(settings=settings).submit_feedback(frame, source=source)
         print(json.dumps(receipt.to_dict(), indent=2, default=str))
         return 0
-    from .feedback_review import FeedbackReview
-    from .feedback_loop import FeedbackLoop
+    from .feedback_loop import FeedbackLoop  # lazy: pandas
+    from .feedback_review import FeedbackReview  # lazy: pandas
 
     review = FeedbackReview(FeedbackLoop(settings, _no_scorer, lambda: None))
     if args.action == "list":
@@ -150,7 +154,8 @@ def _print_feedback(rows) -> None:
 
 
 def cmd_status(settings, args) -> int:
-    from .service import ModelService
+    from .model import P_MEANING  # lazy: numpy and pandas (service loads them anyway)
+    from .service import ModelService  # lazy: pandas and the model stack
 
     st = ModelService(settings=settings).status()
     if args.json:
@@ -163,8 +168,6 @@ def cmd_status(settings, args) -> int:
         else:
             print(f"no model yet in {st['home']}: run `mushroom data` then `mushroom train`")
         return 1
-    from .model import P_MEANING
-
     meta = _champion_record(settings, st["model_version"])
     print(f"champion      {st['model_version']}  (created {st['created_utc']})")
     print(f"holdout       {_fmt_metrics(st['metrics'])}")
@@ -197,7 +200,7 @@ def cmd_status(settings, args) -> int:
 
 def _champion_record(settings, version: str) -> dict:
     """The few record facts `mushroom status` shows (cutoff, conflicts, Brier)."""
-    from .registry import Registry
+    from .registry import Registry  # lazy: filelock
 
     meta = Registry(settings).metadata(version)
     return {"cutoff": meta.get("cutoff"), "conflicts": meta.get("conflicting_rows_total"),
@@ -205,8 +208,8 @@ def _champion_record(settings, version: str) -> dict:
 
 
 def cmd_identify(settings, args) -> int:
-    from .identify import format_answer
-    from .service import ModelService
+    from .identify import format_answer  # lazy: numpy and pandas
+    from .service import ModelService  # lazy: pandas and the model stack
 
     given = {}
     for item in args.features:
@@ -223,7 +226,7 @@ def cmd_identify(settings, args) -> int:
 
 
 def cmd_models(settings, args) -> int:
-    from .registry import Registry
+    from .registry import Registry  # lazy: filelock
 
     reg = Registry(settings)
     if args.action == "list":
@@ -256,7 +259,7 @@ def cmd_models(settings, args) -> int:
 
 
 def cmd_report(settings, args) -> int:
-    from .runner import run_report_notebook
+    from .runner import run_report_notebook  # lazy: filelock and the notebook machinery
 
     path = run_report_notebook(settings, progress=not args.quiet)
     if not args.quiet:
@@ -265,19 +268,19 @@ def cmd_report(settings, args) -> int:
 
 
 def cmd_ui(settings, args) -> int:
-    from .monitoring import serve_ui
+    from .monitoring import serve_ui  # lazy: pandas (the monitoring package)
 
     return serve_ui(settings, port=args.port)
 
 
 def cmd_dashboard(settings, args) -> int:
-    from .dashboard import serve
+    from .dashboard import serve  # lazy: Voila and Jupyter server
 
     return serve(settings, port=args.port, host=args.host, token=args.token)
 
 
 def cmd_api(settings, args) -> int:
-    from .api import serve
+    from .api import serve  # lazy: FastAPI and uvicorn
 
     return serve(settings, host=args.host, port=args.port, workers=args.workers,
                  key_for_reads=args.key_for_reads, max_mb=args.max_mb)

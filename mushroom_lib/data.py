@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .fileio import atomic_write_bytes, atomic_write_json, read_json
@@ -49,7 +50,7 @@ class AcquireResult:
 
 
 def _download(url: str, *, timeout: float, progress: bool) -> bytes:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: it pulls in asyncio (~35 ms); only a download shows a bar
 
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http/https only, checked)
@@ -250,7 +251,7 @@ def make_split(settings: Settings, *, force: bool = False, persist: bool = True)
     if saved and not force:
         raise DataError(f"{settings.split_path} belongs to another dataset (sha256 differs); "
                         "remove it or train with --resplit to make a new split")
-    from sklearn.model_selection import train_test_split  # only to make a new split
+    from sklearn.model_selection import train_test_split  # lazy: scikit-learn (~0.5 s) only to make a new split
 
     df = load_dataset(settings)
     idx = list(range(len(df)))
@@ -275,10 +276,6 @@ def synthetic_frame(n: int = 200, seed: int = 0, *, with_class: bool = True) -> 
 
     The class follows a simple rule on odor and spore-print color so that a model can learn it.
     """
-    import numpy as np
-
-    from .schema import CODES
-
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({f: rng.choice(list(CODES[f]), size=n) for f in FEATURES})
     if with_class:

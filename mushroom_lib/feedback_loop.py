@@ -68,8 +68,6 @@ class FeedbackLoop:
     # ------------------------------------------------------------ contradictions
     def _known_labels(self) -> dict:
         if self._known is None:
-            from .data import load_dataset
-
             if self.settings.dataset_path.exists():
                 df = load_dataset(self.settings)
                 self._known = dict(zip(map(tuple, df[FEATURES].to_numpy()), df[TARGET].to_numpy()))

@@ -53,8 +53,6 @@ def load_state(settings: Settings) -> dict:
 
 
 def _legacy_consumed(settings: Settings) -> int:
-    from .registry import Registry, RegistryError
-
     reg = Registry(settings)
     try:
         champion = reg.champion()

@@ -1,4 +1,8 @@
-"""The training pipeline (encoder -> StandardScaler -> PCA -> classifier), its safety threshold, metrics."""
+"""The training pipeline (encoder -> StandardScaler -> PCA -> classifier), its safety threshold, metrics.
+
+scikit-learn is imported by the functions that build, fit or measure: scoring from a saved plan (`mushroom
+predict`, a dashboard kernel) imports this module and must not load it (~0.5 s, ~60 MiB).
+"""
 
 from __future__ import annotations
 
@@ -46,6 +50,7 @@ class ModelConfig:
 
 
 def _encoder(cfg: ModelConfig):
+    # lazy (scikit-learn): see the module docstring
     from sklearn.model_selection import StratifiedKFold
     from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, TargetEncoder
 
@@ -61,19 +66,20 @@ def _encoder(cfg: ModelConfig):
 
 def _classifier(cfg: ModelConfig):
     if cfg.classifier == "knn":
-        from sklearn.neighbors import KNeighborsClassifier
+        from sklearn.neighbors import KNeighborsClassifier  # lazy: see the module docstring
         return KNeighborsClassifier(n_neighbors=cfg.n_neighbors, weights="distance")
     if cfg.classifier == "extra_trees":
-        from sklearn.ensemble import ExtraTreesClassifier
+        from sklearn.ensemble import ExtraTreesClassifier  # lazy: see the module docstring
         return ExtraTreesClassifier(n_estimators=cfg.n_estimators, random_state=cfg.seed, n_jobs=-1)
     if cfg.classifier == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.ensemble import RandomForestClassifier  # lazy: see the module docstring
         return RandomForestClassifier(n_estimators=cfg.n_estimators, random_state=cfg.seed, n_jobs=-1)
     raise ValueError(f"unknown classifier {cfg.classifier!r}; choose knn, extra_trees or random_forest")
 
 
 def build_pipeline(cfg: ModelConfig) -> Pipeline:
     """One Pipeline, fitted as a whole: encoder -> StandardScaler -> PCA(n_components) -> classifier."""
+    # lazy (scikit-learn): see the module docstring
     from sklearn.decomposition import PCA
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
@@ -133,7 +139,7 @@ def choose_threshold(p_oof: np.ndarray, y: np.ndarray, cfg: ModelConfig) -> floa
 
 def out_of_fold(cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
     """Out-of-fold p_poisonous on the training rows (for the threshold)."""
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict  # lazy: see the module docstring
 
     folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
     proba = cross_val_predict(build_pipeline(cfg), X[FEATURES], y, cv=folds, method="predict_proba")
@@ -197,6 +203,7 @@ def metrics(p: np.ndarray, y, threshold: float, pred: np.ndarray | None = None) 
 
     ``pred`` (0/1) are the calls when they are not simply ``p >= threshold`` (the known-set rules).
     """
+    # lazy (scikit-learn): see the module docstring
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
     y = np.asarray(y)

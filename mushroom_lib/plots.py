@@ -1,11 +1,12 @@
 """Figures and the tables behind them for the notebooks (train.ipynb, exploration.ipynb).
 
 Every function returns a pandas DataFrame or a plotly Figure; the notebooks only call and display them.
-plotly is imported inside the figure functions (never at ``mushroom_lib`` import).
+plotly and scikit-learn are imported inside the functions that draw or fit (never at ``mushroom_lib`` import).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterable
 
 import numpy as np
@@ -22,7 +23,7 @@ CLASS_COLORS = {CODE_TO_WORD[EDIBLE]: "#2ca02c", CODE_TO_WORD[POISONOUS]: "#d627
 
 def setup(renderer: str = "plotly_mimetype") -> None:
     """Show figures as plotly's JSON mimetype: JupyterLab draws it, executed copies stay small."""
-    import plotly.io as pio
+    import plotly.io as pio  # lazy: plotly only where a figure is drawn (tests/test_monitoring.py)
 
     pio.renderers.default = renderer
 
@@ -46,7 +47,7 @@ def train_summary(result) -> pd.DataFrame:
 
 def explained_variance(pipeline, X: pd.DataFrame) -> pd.DataFrame:
     """Explained-variance ratio of every principal component of the encoded, scaled features."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # lazy: scikit-learn only where a model is fitted
 
     scaled = pipeline[:-2].transform(X[FEATURES])
     full = PCA(random_state=0).fit(scaled)
@@ -58,7 +59,7 @@ def explained_variance(pipeline, X: pd.DataFrame) -> pd.DataFrame:
 
 def explained_variance_figure(pipeline, X: pd.DataFrame):
     """Bars per component (the model's in colour) and the cumulative share as a line."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly
 
     ev = explained_variance(pipeline, X)
     chosen = int(ev["in_model"].sum())
@@ -88,7 +89,7 @@ def embedding_frame(pipeline, train: pd.DataFrame, holdout: pd.DataFrame | None 
 
 def embedding_figure(pipeline, train: pd.DataFrame, holdout: pd.DataFrame | None = None):
     """3-D PCA embedding coloured by class, symbol by split (2-D when the model keeps two components)."""
-    import plotly.express as px
+    import plotly.express as px  # lazy: plotly
 
     emb = embedding_frame(pipeline, train, holdout)
     common = dict(color="class", symbol="split", color_discrete_map=CLASS_COLORS, opacity=0.6,
@@ -103,7 +104,7 @@ def embedding_figure(pipeline, train: pd.DataFrame, holdout: pd.DataFrame | None
 
 def confusion_matrix_figure(metrics: dict, title: str = "Holdout confusion matrix"):
     """Heatmap of ``metrics['confusion_matrix']`` (rows: true class, columns: predicted)."""
-    import plotly.express as px
+    import plotly.express as px  # lazy: plotly
 
     cm = metrics["confusion_matrix"]
     labels = cm["labels"]
@@ -125,7 +126,7 @@ def threshold_tradeoff(p: np.ndarray, y, thresholds: Iterable[float] | None = No
 
 
 def _tradeoff_figure(frame: pd.DataFrame, x: str, chosen: float, title: str, xtitle: str):
-    from plotly.subplots import make_subplots
+    from plotly.subplots import make_subplots  # lazy: plotly
 
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_scatter(x=frame[x], y=frame["false_edible"], name="false_edible (count)", mode="lines+markers",
@@ -142,7 +143,7 @@ def _tradeoff_figure(frame: pd.DataFrame, x: str, chosen: float, title: str, xti
 def reliability_figure(record: dict):
     """The reliability curve of p_poisonous from a version record's out-of-fold calibration facts:
     mean p per bin against the observed poisonous share (the diagonal is a calibrated probability)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly
 
     calib = record["calibration"]
     bins = pd.DataFrame(calib["reliability_out_of_fold"])
@@ -168,10 +169,6 @@ def threshold_tradeoff_figure(frame: pd.DataFrame, chosen: float):
 def components_tradeoff(settings: Settings, cfg: M.ModelConfig | None = None,
                         values: Iterable[int] = range(2, 11)) -> pd.DataFrame:
     """For each n_components: fit on the training split (threshold chosen out-of-fold), score the holdout."""
-    from dataclasses import replace
-
-    from .data import load_split
-
     cfg = cfg or M.ModelConfig(seed=settings.seed)
     train, holdout = load_split(settings)
     rows = []
@@ -215,7 +212,7 @@ def class_balance(df: pd.DataFrame) -> pd.DataFrame:
 
 def class_balance_figure(df: pd.DataFrame):
     """Stacked bars of edible / poisonous rows per value, one feature at a time (a menu picks it)."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly
 
     bal = class_balance(df)
     fig = go.Figure()

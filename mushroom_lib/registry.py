@@ -11,6 +11,7 @@ champion pointer is replaced atomically and only after its version exists.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -89,8 +90,6 @@ def plan_path(settings: Settings, version: str, model_sha256: str) -> Path:
 
 
 def record_sha256(record: dict) -> str:
-    import json
-
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
@@ -195,9 +194,9 @@ class Registry:
     def load(self, version: str) -> LoadedModel:
         """Load a version after checking its record, its model file's sha256 and that it holds only trusted
         types. A version made before records existed is upgraded once, after its model file checks out."""
-        import skops.io as sio
+        import skops.io as sio  # lazy: skops walks scikit-learn at import (~1 s); reading records needs neither
 
-        from .known import KnownSet
+        from .known import KnownSet  # lazy: numpy and pandas; `mushroom models`, jobs and runner read records only
 
         meta = self.metadata(version)
         path = self.models_dir / meta["version"] / "model.skops"
@@ -236,7 +235,7 @@ class Registry:
 
     def _upgrade(self, meta: dict, pipeline) -> None:
         """Give a version made before records its record.json and known.npz (once, its model hash checked)."""
-        from .training import rebuild_known
+        from .training import rebuild_known  # lazy: training imports this module; only pre-record homes get here
 
         folder = self.models_dir / meta["version"]
         with self._lock():
@@ -256,7 +255,7 @@ class Registry:
 
     def _write_plan(self, loaded: LoadedModel) -> str | None:
         """Save the version's scoring plan under artifacts/cache; its content digest (None: no plan for it)."""
-        from .scoring import ScoringPlan
+        from .scoring import ScoringPlan  # lazy: numpy and pandas (see load)
 
         plan = ScoringPlan.from_pipeline(loaded)
         if plan is None:
@@ -280,7 +279,7 @@ class Registry:
         """
         if known is None:
             raise ValueError("register() needs the version's known set")
-        import skops.io as sio
+        import skops.io as sio  # lazy: see load
 
         if trigger not in VALID_TRIGGERS:
             raise ValueError(f"trigger must be one of {VALID_TRIGGERS}")

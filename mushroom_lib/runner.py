@@ -57,7 +57,7 @@ def notebook_path(kind: str) -> Path:
 def notebook_parameters(path: Path) -> dict:
     """The parameters of a notebook's ``parameters`` cell (name -> default as written)."""
     with _lean_jsonschema():
-        import papermill as pm
+        import papermill as pm  # lazy: papermill and nbformat (~1 s); see _lean_jsonschema
 
     return {name: p["default"] for name, p in pm.inspect_notebook(str(path)).items()}
 
@@ -71,6 +71,7 @@ def kernel_manager_class(run_dir: Path | None = None):
     working directory (the home), picking numbers by which files exist, so two reports started together
     on one home bound the same sockets ("Invalid Signature", then "Kernel didn't respond").
     """
+    # lazy: the Jupyter stack (~0.3 s) only when a notebook runs
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
@@ -117,7 +118,7 @@ def _lean_jsonschema():
         return
     sys.modules["rfc3987_syntax"] = None  # makes `import rfc3987_syntax` raise ImportError
     try:
-        import jsonschema._format  # noqa: F401  (registers the format checkers it can)
+        import jsonschema._format  # noqa: F401  (registers the format checkers it can; must run inside here)
     finally:
         if sys.modules.get("rfc3987_syntax", 0) is None:
             del sys.modules["rfc3987_syntax"]
@@ -159,7 +160,7 @@ def run_notebook(settings: Settings, kind: str, parameters: dict, *, progress: b
     executed copy is named ``<UTC>-<kind>-<version>[-failed].ipynb``, version being the outcome's
     ``model_version`` when the notebook reported one, else ``version`` (a value or a callable).
     """
-    with _lean_jsonschema():
+    with _lean_jsonschema():  # lazy: papermill (~1 s) only when a notebook runs
         import papermill as pm
         from papermill.exceptions import PapermillExecutionError
 
@@ -214,8 +215,6 @@ def run_train_notebook(settings: Settings, n_components: int = 3, seed: int = 42
     Other parameters (data_source, test_size, encoder, classifier, n_neighbors, n_estimators, force,
     sweep) pass through to the notebook; ``progress=False`` hides papermill's progress bar.
     """
-    from .registry import Registry
-
     registry = Registry(settings)
     before = set(registry.versions())
 
@@ -286,7 +285,7 @@ def run_report_notebook(settings: Settings, progress: bool = True, **params) -> 
 
 def notebook_markdown(path: Path) -> str:
     """The Markdown outputs of an executed notebook (the report's summary), as plain text."""
-    import nbformat
+    import nbformat  # lazy: loaded with papermill by the run this follows; not at import
 
     nb = nbformat.read(str(path), as_version=4)
     parts = [out["data"]["text/markdown"] for cell in nb.cells if cell.cell_type == "code"
@@ -296,7 +295,5 @@ def notebook_markdown(path: Path) -> str:
 
 def run_exploration_notebook(settings: Settings, progress: bool = True, **params) -> Path:
     """Run notebooks/exploration.ipynb against a home; returns the executed copy in reports/runs/."""
-    from .registry import Registry
-
     return execute(settings, EXPLORATION, {"home": str(settings.home), **params}, progress=progress,
                    version=Registry(settings).champion())

@@ -1,4 +1,7 @@
-"""Training runs: assemble the training rows, fit, evaluate on the holdout, gate, register, promote."""
+"""Training runs: assemble the training rows, fit, evaluate on the holdout, gate, register, promote.
+
+The holdout never enters training; a candidate replaces the champion only when false_edible does not rise.
+"""
 
 from __future__ import annotations
 
@@ -72,8 +75,6 @@ def distinct_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
     A conflicting row is kept out entirely: a wrong label can neither teach "edible" nor jam the gate.
     """
-    from .scoring import feature_codes
-
     codes = feature_codes(rows[FEATURES])
     keys = keys_of(codes)
     y = M.to_binary(rows[TARGET])
@@ -89,8 +90,6 @@ def distinct_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
 def known_set(distinct: pd.DataFrame, conflicts: np.ndarray, train_split: pd.DataFrame) -> KnownSet:
     """The version's known set; its cutoff comes from the training split's rows (feedback excluded)."""
-    from .scoring import feature_codes
-
     return KnownSet.build(feature_codes(distinct[FEATURES]), M.to_binary(distinct[TARGET]), conflicts,
                           feature_codes(train_split[FEATURES]))
 
@@ -158,8 +157,6 @@ def pca_coordinates(pipeline, X: pd.DataFrame) -> np.ndarray:
 
 def write_reference(settings: Settings, loaded) -> int:
     """Write data/ref_data.csv: the dataset's 22 features, target, the served prediction, pca_1..n."""
-    from .scoring import Scorer
-
     df = load_dataset(settings)
     scored = Scorer(loaded).score(df[FEATURES])
     p = scored["p_poisonous"].to_numpy()
@@ -236,13 +233,9 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
 
 
 def _codes(rows: pd.DataFrame) -> np.ndarray:
-    from .scoring import feature_codes
-
     return feature_codes(rows[FEATURES])
 
 
 def _code_string(key) -> str:
     """A feature row as its 22 one-letter codes joined by commas (dataset column order)."""
-    from .scoring import CODE_LIST
-
     return ",".join(CODE_LIST[f][c] for f, c in zip(FEATURES, codes_of(np.array([key]))[0]))

@@ -94,8 +94,6 @@ def run_retrain(settings: Settings) -> dict | None:
 
 
 def _train(settings: Settings, rows, upto: int, job_ids: list[int], n_excluded: int):
-    from . import training
-
     return training.train(settings, trigger="feedback", feedback=rows,
                           record_extra={"feedback_upto_id": int(upto), "feedback_jobs": job_ids,
                                         "feedback_excluded": int(n_excluded)})
@@ -217,9 +215,7 @@ def serve(settings: Settings, idle_seconds: float, lock: FileLock) -> int:
 def warm_up() -> None:
     """Import the training stack once, before the first job: skops alone walks every scikit-learn estimator
     (seconds), which every retrain would otherwise wait for in a fresh process."""
-    import skops.io  # noqa: F401
-
-    from . import training  # noqa: F401
+    import skops.io  # noqa: F401  (lazy: a worker that lost the lock race exits without paying for it)
 
 
 def main(argv: list[str] | None = None) -> int:

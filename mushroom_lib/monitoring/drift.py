@@ -88,7 +88,7 @@ def _register_chisquare_mc() -> None:
 def load_evidently():
     """Import Evidently once, on the monitoring path only, with telemetry off; registers ``CAT_TEST``."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
-    with quiet_imports():
+    with quiet_imports():  # lazy: the one place Evidently is first imported (~2 s), on the monitoring path only
         import evidently  # noqa: F401
         from evidently.ui.workspace import Workspace  # noqa: F401
 

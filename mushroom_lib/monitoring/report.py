@@ -87,8 +87,6 @@ def _read_rows(path: Path, settings: Settings | None) -> tuple[pd.DataFrame | No
     """Raw rows of a production file through the library's readers: the home's prod_data.csv through
     FeedbackStore (which quarantines a torn last line under the lock), any other file through
     ``schema.read_csv_file`` (SchemaError on a malformed file)."""
-    from ..feedback import PROD_COLUMNS, FeedbackStore
-
     if settings is not None and path.resolve() == settings.prod_path.resolve():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -173,6 +171,7 @@ def _quality_plan(prod: pd.DataFrame) -> tuple[bool, bool, list[str]]:
 
 
 def _quality_metrics(with_probability: bool) -> list:
+    # lazy (Evidently, ~2 s): importing the monitoring package must not load it (see __init__)
     from evidently.metrics import LogLoss, RocAuc, SumValue
     from evidently.presets import ClassificationPreset
 
@@ -212,7 +211,7 @@ def _read_snapshot(snap, pca: list[str]) -> tuple[dict, dict]:
 
 
 def _data_definition(pca: list[str], with_quality: bool, with_probability: bool):
-    from evidently import BinaryClassification, DataDefinition
+    from evidently import BinaryClassification, DataDefinition  # lazy: Evidently, see _quality_metrics
 
     tasks = []
     if with_quality:
@@ -318,9 +317,6 @@ def _compute(result: MonitoringResult, reference: pd.DataFrame, production: pd.D
 
 
 def _champion(settings: Settings) -> str:
-    from ..registry import Registry
-    from ..service import NoChampionError
-
     version = Registry(settings).champion()
     if version is None:
         raise NoChampionError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
@@ -338,9 +334,6 @@ def build_report(settings: Settings, *, reference_path: str | Path | None = None
     part is absent. Raises MonitoringError (or NoChampionError) when there is no model or no reference.
     ``result.model_version`` is the champion when the computation started: the version it covers.
     """
-    from ..registry import Registry
-    from ..scoring import Scorer
-
     start = time.perf_counter()
     version = _champion(settings)
     ref_raw = load_reference(Path(reference_path or settings.ref_path))
@@ -370,9 +363,6 @@ def report_for_notebook(home: str | Path | None = None, outcome_path: str | Path
     With ``outcome_path`` the result's record (``MonitoringResult.record``) is written there as JSON
     (atomically): the runner reads it for reports/last_report.json and the executed notebook's name.
     """
-    from ..service import NoChampionError
-    from ..settings import get_settings
-
     settings = get_settings(home)
     kwargs = {k: v for k, v in kwargs.items() if v not in (None, "")}
     try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from filelock import FileLock
+
 from .drift import DRIFT_SHARE
 
 PROJECT_NAME = "Mushroom monitoring"
@@ -16,7 +18,7 @@ _NAMESPACE = uuid.UUID("6f1c3a52-6d1e-4f55-9a0e-2b7f6c1d9e01")  # stable dashboa
 
 
 def _panel(key: str, title: str, subtitle: str, metric: str, labels: dict, legend: str):
-    from evidently.sdk.models import DashboardPanelPlot, PanelMetric
+    from evidently.sdk.models import DashboardPanelPlot, PanelMetric  # lazy: Evidently (~2 s), see __init__
 
     return DashboardPanelPlot(
         id=uuid.uuid5(_NAMESPACE, key), title=title, subtitle=subtitle, size="half",
@@ -30,7 +32,7 @@ def dashboard_model():
     A snapshot without a metric (no drift verdict under MIN_DRIFT_ROWS rows, no quality part under
     MIN_QUALITY_ROWS labelled rows) has no point on that panel: a gap, not a zero.
     """
-    from evidently.sdk.models import DashboardModel, DashboardTabModel
+    from evidently.sdk.models import DashboardModel, DashboardTabModel  # lazy: Evidently, see __init__
 
     panels = [
         _panel("accuracy", "Accuracy", "labelled production rows, served predictions", "Accuracy",
@@ -57,15 +59,13 @@ def ensure_project(workspace, name: str = PROJECT_NAME):
 
 
 def _workspace_lock(path: Path):
-    from filelock import FileLock
-
     path.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(path.parent / f".{path.name}.lock"))
 
 
 def add_to_workspace(snapshot, workspace_path: Path, project_name: str = PROJECT_NAME) -> tuple[str, str]:
     """Add a snapshot to the project (created once) and set its dashboard; returns (project id, snapshot id)."""
-    from evidently.ui.workspace import Workspace
+    from evidently.ui.workspace import Workspace  # lazy: Evidently, see __init__
 
     workspace_path = Path(workspace_path)
     with _workspace_lock(workspace_path):
