@@ -300,7 +300,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 "prediction, feedback and monitoring for the UCI mushroom classifier.")
     p.add_argument("--home", help="project folder (default: $MUSHROOM_HOME or the current folder)")
     sub = p.add_subparsers(dest="command", required=True)
+    _add_model_commands(sub)
+    _add_scoring_commands(sub)
+    _add_inspection_commands(sub)
+    _add_server_commands(sub)
+    return p
 
+
+def _add_model_commands(sub) -> None:
+    """data, train."""
     d = sub.add_parser("data", help="put the validated dataset at HOME/data/mushrooms.csv")
     d.add_argument("--source", help="a CSV/zip path or an http(s) URL (default: $MUSHROOM_DATA, an existing "
                    "copy, then the UCI archive)")
@@ -323,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "`mushroom data` brought a different dataset)")
     t.set_defaults(func=cmd_train)
 
+
+def _add_scoring_commands(sub) -> None:
+    """predict, feedback (submit, list, exclude, include)."""
     pr = sub.add_parser("predict", help="score a CSV with the champion")
     pr.add_argument("input", help="CSV in the dataset layout (with or without class) or the UCI layout")
     pr.add_argument("-o", "--output", help="output CSV (default: stdout)")
@@ -351,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--retrain", action="store_true", help="retrain now and wait for the outcome")
     f.set_defaults(func=cmd_feedback)
 
+
+def _add_inspection_commands(sub) -> None:
+    """status, identify, models, report."""
     s = sub.add_parser("status", help="champion, metrics, feedback and retrain state")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
@@ -371,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_report)
 
+
+def _add_server_commands(sub) -> None:
+    """ui, dashboard, api: servers on 127.0.0.1 unless told otherwise (with a token or key)."""
     u = sub.add_parser("ui", help="start `evidently ui` on reports/workspace (127.0.0.1)")
     u.add_argument("--port", type=int, default=8082)
     u.set_defaults(func=cmd_ui)
@@ -390,7 +407,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reads (predict, status, models) need X-API-Key too, not only writes")
     a.add_argument("--max-mb", type=float, default=None, help="request body cap in MB (default 20)")
     a.set_defaults(func=cmd_api)
-    return p
 
 
 def _show_warning(message, *args, **kwargs) -> None:
