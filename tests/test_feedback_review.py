@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
+from helpers import run
 from mushroom_lib.data import frame_sha256, load_split
 from mushroom_lib.feedback import OLD_COLUMNS, PROD_COLUMNS
 from mushroom_lib.registry import Registry
@@ -21,11 +20,8 @@ from mushroom_lib.training import train
 
 
 def mushroom(home, *args, k=None):
-    env = {**os.environ, "MUSHROOM_REPORT_ON_PROMOTE": "0"}
-    if k is not None:
-        env["MUSHROOM_K"] = str(k)
-    return subprocess.run([sys.executable, "-m", "mushroom_lib.cli", "--home", str(home), *args],
-                          capture_output=True, text=True, env=env, timeout=600)
+    """The `mushroom` command on ``home`` (helpers.run), with K set when given."""
+    return run("--home", str(home), *args, env_extra=None if k is None else {"MUSHROOM_K": str(k)})
 
 
 def prod_rows(home) -> list[list[str]]:
