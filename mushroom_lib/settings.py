@@ -1,4 +1,7 @@
-"""Paths and knobs in one place. Everything lives under one home folder (MUSHROOM_HOME, else the cwd)."""
+"""Paths and knobs in one place. Everything lives under one home folder (MUSHROOM_HOME, else the cwd).
+
+Standard library only and no file reads: every process imports this first, the CLI's `--help` too.
+"""
 
 from __future__ import annotations
 
