@@ -16,7 +16,6 @@ from typing import Callable
 import pandas as pd
 
 from . import jobs
-from .data import load_dataset
 from .feedback import PROD_COLUMNS, FeedbackStore
 from .schema import FEATURES, TARGET, SchemaError, records_to_frame, validate_frame
 from .settings import Settings
@@ -68,6 +67,9 @@ class FeedbackLoop:
     # ------------------------------------------------------------ contradictions
     def _known_labels(self) -> dict:
         if self._known is None:
+            # lazy: data imports urllib/ssl/email for downloads (~25 modules); `mushroom status` never needs them
+            from .data import load_dataset
+
             if self.settings.dataset_path.exists():
                 df = load_dataset(self.settings)
                 self._known = dict(zip(map(tuple, df[FEATURES].to_numpy()), df[TARGET].to_numpy()))
