@@ -337,6 +337,8 @@ class ScoringPlan:
     def load(cls, path, *, model_sha256: str | None = None, digest: str | None = None) -> "ScoringPlan | None":
         """A saved plan, or None if it is missing, unreadable, of another format, of another model file or
         (when ``digest`` is given) not the plan the version record names."""
+        import zipfile  # np.load imports it anyway
+
         try:
             with np.load(path, allow_pickle=False) as z:
                 if digest is not None and arrays_digest({k: z[k] for k in z.files}) != digest:
@@ -351,8 +353,8 @@ class ScoringPlan:
                        "weights": meta["weights"], "const_p": meta["const_p"]}
                 seen = [z[f"seen_{j:02d}"].astype(bool) for j in range(n)]
                 known = KnownSet.from_arrays(z) if "known_keys" in z.files else None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+            return None  # a damaged file is no plan: the model is loaded instead
         if any(len(t) != len(CODES[f]) or len(m) != len(CODES[f]) for t, m, f in zip(emb.tables, seen, FEATURES)):
             return None
         return cls(meta["version"], meta["threshold"], meta.get("model_sha256"), emb, knn, seen, known)
