@@ -18,11 +18,14 @@ against the exact path.
 
 from __future__ import annotations
 
+import io
 import json
+import warnings
 from typing import Callable
 
 import numpy as np
 
+from .fileio import atomic_write_bytes
 from .known import KnownSet, arrays_digest
 from .schema import CODES, FEATURES
 
@@ -71,8 +74,6 @@ class LinearEmbedding:
         None when the steps are of another kind or the tables do not reproduce the pipeline on
         ``check_rows`` random rows.
         """
-        import warnings
-
         steps = pipeline.steps[:-1]
         if not steps or type(steps[0][1]).__name__ not in _LINEAR_STEPS[:3] or \
                 any(type(s).__name__ not in _LINEAR_STEPS[3:] for _, s in steps[1:]):
@@ -323,10 +324,6 @@ class ScoringPlan:
 
     def save(self, path) -> str:
         """Write the plan (numpy's npz, no pickle) atomically; returns its digest."""
-        import io
-
-        from .fileio import atomic_write_bytes
-
         arrays = self._arrays()
         buf = io.BytesIO()
         np.savez(buf, **arrays)
