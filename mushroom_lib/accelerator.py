@@ -1,5 +1,5 @@
 """The accelerator: p_poisonous of rows given as code indices, equal to the fitted Pipeline's, from plain arrays.
-Imports numpy only (no pandas, no scikit-learn); rows whose answer could hang on rounding go back to the exact path.
+Imports only numpy itself; rows it cannot decide exactly are handed back to the exact path (the Pipeline).
 
 * **Embedding as look-up tables.** After a per-feature encoder (target, one-hot or ordinal), StandardScaler
   and PCA are affine, so a row's PCA coordinates are ``bias + sum_f table_f[code_f]``. The tables are read
