@@ -7,10 +7,12 @@ the version's cutoff distance or beyond from every known row is called poisonous
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 
 import numpy as np
 
+from .fileio import atomic_write_bytes
 from .schema import CODES, FEATURES
 
 _RADIX = np.array([len(CODES[f]) for f in FEATURES], dtype=np.int64)
@@ -26,7 +28,7 @@ REASON_BAND = "uncertain band: p_poisonous {p:.2f} >= threshold {t:.2f}"
 
 
 def keys_of(codes: np.ndarray) -> np.ndarray:
-    """One int64 per row of code indices (n, 22) (the same mixed radix as scoring.row_keys)."""
+    """One int64 per row of code indices (n, 22), mixed radix (``scoring.row_keys`` is this function)."""
     return codes.astype(np.int64, copy=False) @ _PLACE if len(codes) else np.zeros(0, dtype=np.int64)
 
 
@@ -150,10 +152,6 @@ class KnownSet:
 
     def save(self, path) -> str:
         """Write known.npz atomically (no pickle); returns its digest."""
-        import io
-
-        from .fileio import atomic_write_bytes
-
         buf = io.BytesIO()
         np.savez(buf, **self.arrays())
         atomic_write_bytes(path, buf.getvalue())

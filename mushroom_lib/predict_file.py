@@ -24,7 +24,7 @@ The file is streamed, so memory stays flat whatever its size (~0.5 GB peak RSS a
    renamed over OUT only after the whole file validated and scored. Without ``-o`` the output is staged in
    an anonymous temporary file and copied to stdout only after the whole file validated and scored: a
    failure never leaves half a CSV on stdout and memory stays flat (the price: one local copy on disk).
-5. **The champion's scoring plan** (``scoring.ScoringPlan``: embedding tables, the KNN's points, the known
+5. **The champion's scoring plan** (``accelerator.ScoringPlan``: embedding tables, the KNN's points, the known
    set) is written under ``artifacts/cache/`` when the version is registered (and again after a clean run if
    it went missing) and used only when its content matches the sha256 in the version's record and it
    belongs to the very model file the registry names: scoring then starts without importing scikit-learn
@@ -55,12 +55,10 @@ import numpy as np
 import pandas as pd
 
 from .fileio import atomic_writer
-from .registry import Registry, RegistryError, check_record, sha256_file
-from .registry import plan_path as _plan_path
+from .plan_cache import RegistryLoader, champion_scorer, plan_path, plan_scorer, remember_plan  # noqa: F401 (moved)
 from .schema import (CODES, FEATURES, SchemaError, check_value_sizes, explain_file, read_csv_bytes, read_csv_file,
                      validate_frame)
-from .scoring import SCORED_COLUMNS, Scorer, ScoringPlan
-from .service import ModelService
+from .scoring import SCORED_COLUMNS, Scorer
 from .settings import Settings
 
 HEAD_BYTES = 64 * 1024
@@ -480,70 +478,6 @@ def score_stream(scorer: Scorer, layout: Layout, out, *, block_size: int = BLOCK
         validate_frame(pd.DataFrame(columns=layout.names))  # "the input has a header but no rows"
         raise SchemaError(f"{layout.source} has no rows")
     return rows
-
-
-# ---------------------------------------------------------------- the champion's scorer
-def plan_path(settings: Settings, version: str, model_sha256: str) -> Path:
-    """Where the scoring plan of a model version is kept (derived data: safe to delete)."""
-    return _plan_path(settings, version, model_sha256)
-
-
-class RegistryLoader:
-    """Loads one model version through the registry (sha256 and trusted types checked); picklable."""
-
-    def __init__(self, settings: Settings, version: str):
-        self.settings, self.version = settings, version
-
-    def __call__(self):
-        return Registry(self.settings).load(self.version)
-
-
-def plan_scorer(settings: Settings, version: str) -> Scorer | None:
-    """A version's Scorer from its saved scoring plan, or None when there is no plan that checks out.
-
-    A plan is used only if its content matches the plan sha256 in the version's verified record (range
-    checks included) and it was made from the very model file the registry names (its sha256, checked
-    again here) with the record's threshold; then scoring starts without importing scikit-learn or loading
-    the model, which are loaded only if a row needs the Pipeline itself.
-    """
-    try:
-        reg = Registry(settings)
-        record = reg.verified_record(version)
-        sha, digest = record.get("model_sha256"), record.get("plan_sha256")
-        if sha and digest:
-            check_record(record)
-            path = plan_path(settings, version, sha)
-            plan = ScoringPlan.load(path, model_sha256=sha, digest=digest) if path.exists() else None
-            if plan is not None and plan.version == version and plan.threshold == float(record["threshold"]) \
-                    and plan.known is not None and sha256_file(reg.models_dir / version / "model.skops") == sha:
-                return Scorer.from_plan(plan, RegistryLoader(settings, version))
-    except (RegistryError, OSError, ValueError, KeyError, TypeError):
-        pass  # the caller loads the model itself and reports whatever is wrong
-    return None
-
-
-def champion_scorer(settings: Settings) -> Scorer:
-    """The champion's Scorer, from its saved scoring plan when there is one (``plan_scorer``); otherwise the
-    ModelService loads the champion (and its usual errors apply, e.g. no model trained yet, a refused record)."""
-    try:
-        version = Registry(settings).champion()
-    except RegistryError:
-        version = None
-    scorer = plan_scorer(settings, version) if version else None
-    return scorer if scorer is not None else ModelService(settings=settings).scorer
-
-
-def remember_plan(settings: Settings, scorer: Scorer) -> None:
-    """Save the scorer's plan for the next run (best effort; only for a model loaded from the registry)."""
-    plan = scorer.plan
-    if plan is None or not plan.model_sha256 or scorer.from_saved_plan:
-        return
-    path = plan_path(settings, plan.version, plan.model_sha256)
-    with contextlib.suppress(OSError, RegistryError):
-        digest = Registry(settings).verified_record(plan.version).get("plan_sha256")
-        if digest and plan.digest() == digest and (
-                not path.exists() or ScoringPlan.load(path, model_sha256=plan.model_sha256, digest=digest) is None):
-            plan.save(path)  # a missing or damaged plan is replaced by the one the record names
 
 
 def predict_file(settings: Settings, input_path: str | Path, output: str | Path | None = None, *,

@@ -255,7 +255,7 @@ class Registry:
 
     def _write_plan(self, loaded: LoadedModel) -> str | None:
         """Save the version's scoring plan under artifacts/cache; its content digest (None: no plan for it)."""
-        from .scoring import ScoringPlan  # lazy: numpy and pandas (see load)
+        from .accelerator import ScoringPlan  # lazy: numpy (see load)
 
         plan = ScoringPlan.from_pipeline(loaded)
         if plan is None:

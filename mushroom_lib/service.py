@@ -86,7 +86,7 @@ class ModelService:
             if self._scorer is not None and version == self._scorer.version:
                 self._stamp = stamp
                 return False
-            from .predict_file import plan_scorer  # (predict_file builds on this module)
+            from .plan_cache import plan_scorer  # (plan_cache builds on this module)
 
             # the saved plan is verified against the record and starts without loading the model file
             scorer = plan_scorer(self.settings, version) or Scorer(self.registry.load(version))

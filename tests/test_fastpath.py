@@ -26,7 +26,8 @@ from mushroom_lib import model as M
 from mushroom_lib import predict_file as P
 from mushroom_lib.registry import LoadedModel, Registry
 from mushroom_lib.schema import CODES, FEATURES, SchemaError, read_csv_file, validate_frame
-from mushroom_lib.scoring import SCORED_COLUMNS, LinearEmbedding, Scorer, codes_to_frame
+from mushroom_lib.accelerator import KnnRule, LinearEmbedding
+from mushroom_lib.scoring import SCORED_COLUMNS, Scorer, codes_to_frame
 from mushroom_lib.service import ModelService
 from mushroom_lib.settings import get_settings
 
@@ -153,14 +154,12 @@ def test_knn_rule_marks_ties_and_zero_distances_and_otherwise_votes_like_sklearn
     """The KNN vote without scikit-learn's search: same p; rows whose answer hangs on a tie go to the Pipeline."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    from mushroom_lib.scoring import _KnnRule
-
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(300, 3)), [[5.0, 5.0, 5.0]] * 2, [[9.0, 9.0, 9.0]] * 4])
     y = np.r_[rng.integers(0, 2, 300), [0, 1], [0, 1, 0, 1]]
     for weights in ("distance", "uniform"):
         knn = KNeighborsClassifier(3, weights=weights).fit(X, y)
-        rule = _KnnRule(X, y == 1, 3, weights, threshold=0.3)
+        rule = KnnRule(X, y == 1, 3, weights, threshold=0.3)
         queries = rng.normal(size=(500, 3))
         p, fragile = rule.proba(queries)
         ok = ~fragile
@@ -170,7 +169,7 @@ def test_knn_rule_marks_ties_and_zero_distances_and_otherwise_votes_like_sklearn
         _, fragile_tie = rule.proba(np.array([[9.0, 9.0, 9.2]]))
         assert fragile_tie.all()
     # a query on a training point (distance 0): sklearn weighs only the exact matches, the Pipeline decides
-    _, fragile_zero = _KnnRule(X, y == 1, 3, "distance", 0.3).proba(X[:5])
+    _, fragile_zero = KnnRule(X, y == 1, 3, "distance", 0.3).proba(X[:5])
     assert fragile_zero.all()
 
 
