@@ -10,12 +10,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .schema import FEATURES
 from .vocab import CODE_TO_WORD, EDIBLE, POISONOUS
 
-if TYPE_CHECKING:  # scikit-learn is imported where it is used: scoring from a saved plan does without it
+if TYPE_CHECKING:  # scikit-learn and pandas are imported where used: scoring from a saved plan does without them
+    import pandas as pd
     from sklearn.pipeline import Pipeline
 
 POSITIVE = POISONOUS  #: poisonous is the positive class everywhere

@@ -153,7 +153,7 @@ def test_prediction_in_flight_finishes_with_old_model(trained_home, monkeypatch)
     svc = ModelService(trained_home)
     started, release = threading.Event(), threading.Event()
     old_scorer = svc.scorer
-    original = type(old_scorer).p_poisonous
+    original = type(old_scorer).score
 
     def slow(self, features):
         if self is old_scorer and not started.is_set():
@@ -161,7 +161,7 @@ def test_prediction_in_flight_finishes_with_old_model(trained_home, monkeypatch)
             release.wait(30)
         return original(self, features)
 
-    monkeypatch.setattr(type(old_scorer), "p_poisonous", slow)
+    monkeypatch.setattr(type(old_scorer), "score", slow)
     features = dataset_rows(trained_home, 5).drop(columns="class")
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("out", svc.predict(features)))
