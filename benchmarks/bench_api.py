@@ -36,9 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 from common import dataset_path, trained_home  # noqa: E402
-from mushroom_lib.api.process import ApiProcess  # noqa: E402
+from helpers.server import ServerProcess  # noqa: E402
 from mushroom_lib.ports import free_port  # noqa: E402
 
 LATENCY_N, WARMUP = 2000, 200
@@ -208,7 +209,7 @@ def measure(folder: Path) -> dict:
     anchor_body = json.dumps({"observation": [0] * 22}).encode()
     out: dict = {"load_before": os.getloadavg()}
     env = {"MUSHROOM_REPORT_ON_PROMOTE": "0", "DO_NOT_TRACK": "1"}
-    with ApiProcess(home, workers=1, env=env, log_path=folder / "api.log") as api:
+    with ServerProcess.api(home, workers=1, env=env, log_path=folder / "api.log") as api:
         lat = latency(api.port, "/predict", ours_body)
         out["p50"], out["p99"] = pct(lat, 0.5), pct(lat, 0.99)
         out["ours_rps"], out["ours_cpu"] = served(api.proc.pid, api.port, ours_body)
