@@ -27,7 +27,8 @@ import pandas as pd
 from .feedback_loop import FeedbackLoop, Receipt
 from .feedback_review import FeedbackReview
 from .registry import KNOWN, RECORD, Registry, RegistryError, parse_version, version_name
-from .schema import FEATURES, records_to_frame, validate_frame
+from .known import codes_of
+from .schema import CODES, FEATURES, records_to_frame, validate_frame
 from .scoring import Scorer
 from .settings import Settings, get_settings
 
@@ -50,6 +51,15 @@ def _freeze_startup_objects() -> None:
 
 
 from .errors import NoChampionError  # noqa: E402,F401 (defined in errors.py; kept importable here)
+
+
+def _first_known_row(scorer: Scorer) -> dict[str, str]:
+    """A row to answer right after a load: a scorer's first one-row answer builds its lazy parts (the layout of
+    the request's columns, ~10-40 ms of pandas validation; the neighbour search tree), so the loader pays for
+    them instead of the first request it serves. A known row is a cheap one to score (nothing to search)."""
+    keys = scorer.known.keys[:1] if scorer.known is not None else []
+    codes = codes_of(keys)[0] if len(keys) else [0] * len(FEATURES)
+    return {f: list(CODES[f])[int(c)] for f, c in zip(FEATURES, codes)}
 
 
 class VersionLoads:
@@ -112,7 +122,9 @@ class VersionLoads:
         from .predict_file import plan_scorer  # (predict_file builds on this module)
 
         # the saved plan is verified against the record and starts without loading the model file
-        return plan_scorer(self.settings, version) or Scorer(self.registry.load(version))
+        scorer = plan_scorer(self.settings, version) or Scorer(self.registry.load(version))
+        scorer.predict_one(_first_known_row(scorer))  # see _first_known_row
+        return scorer
 
     def preload(self, version: str) -> None:
         """Load a version before anyone asks for it. One that does not load is left to its promotion (which
