@@ -6,13 +6,19 @@ swaps the champion in at its next call after the worker promoted one.
 Every ModelService (another thread, process, Voila kernel or notebook) checks ``champion.json`` with one
 ``os.stat`` before each prediction and swaps in a new champion when the pointer changed. A prediction
 holds a reference to the model it started with, so a swap never disturbs a prediction in flight.
+Verified scorers of recent versions are kept (``VersionLoads``), and a server's watch thread loads a new
+version as soon as its folder appears, before it is promoted, so the request that meets the promotion
+finds it loaded (a promotion is still served from the next request: that request waits if it is not).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
+from collections import OrderedDict
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +26,9 @@ import pandas as pd
 
 from .feedback_loop import FeedbackLoop, Receipt
 from .feedback_review import FeedbackReview
-from .registry import Registry, RegistryError
-from .schema import FEATURES, records_to_frame, validate_frame
+from .registry import KNOWN, RECORD, Registry, RegistryError, parse_version, version_name
+from .known import codes_of
+from .schema import CODES, FEATURES, records_to_frame, validate_frame
 from .scoring import Scorer
 from .settings import Settings, get_settings
 
@@ -46,6 +53,88 @@ def _freeze_startup_objects() -> None:
 from .errors import NoChampionError  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
+def _first_known_row(scorer: Scorer) -> dict[str, str]:
+    """A row to answer right after a load: a scorer's first one-row answer builds its lazy parts (the layout of
+    the request's columns, ~10-40 ms of pandas validation; the neighbour search tree), so the loader pays for
+    them instead of the first request it serves. A known row is a cheap one to score (nothing to search)."""
+    keys = scorer.known.keys[:1] if scorer.known is not None else []
+    codes = codes_of(keys)[0] if len(keys) else [0] * len(FEATURES)
+    return {f: list(CODES[f])[int(c)] for f, c in zip(FEATURES, codes)}
+
+
+class VersionLoads:
+    """Verified scorers of the last few versions (the served one, its predecessor, a new candidate), each
+    loaded once (from the saved scoring plan when it checks out, else the model file through the registry).
+
+    A thread asking for a version another thread is loading waits for that load instead of starting its own;
+    a load that fails is not kept, so the next ask tries again and meets the error itself.
+    """
+
+    def __init__(self, settings: Settings, registry: Registry, keep: int = 3):
+        self.settings, self.registry, self.keep = settings, registry, keep
+        self._lock = threading.Lock()
+        self._ready: OrderedDict[tuple, Scorer] = OrderedDict()
+        self._loading: dict[tuple, Future] = {}
+
+    def _key(self, version: str) -> tuple | None:
+        """The version with the identity of its immutable files: one replaced or touched since the load (or a
+        version folder made again) is another key, so it is loaded and verified again."""
+        folder = self.registry.models_dir / version
+        try:
+            stats = [os.stat(folder / name) for name in (RECORD, "model.skops", KNOWN)]
+        except OSError:
+            return None
+        return (version, *((st.st_ino, st.st_mtime_ns, st.st_size) for st in stats))
+
+    def get(self, version: str) -> Scorer:
+        """The version's scorer: kept, loading in another thread (waited for), or loaded now.
+        Raises RegistryError/OSError/ValueError when the version does not load."""
+        version = version_name(parse_version(version))
+        key = self._key(version)
+        if key is None:  # a file missing (e.g. a home from before records): the registry's load says what to do
+            return self._load(version)
+        with self._lock:
+            if key in self._ready:
+                self._ready.move_to_end(key)
+                return self._ready[key]
+            pending = self._loading.get(key)
+            mine = pending is None
+            if mine:
+                pending = self._loading[key] = Future()
+        if not mine:
+            return pending.result()  # the other thread's scorer, or its exception raised here too
+        try:
+            scorer = self._load(version)
+        except BaseException as exc:
+            with self._lock:
+                del self._loading[key]
+            pending.set_exception(exc)
+            raise
+        with self._lock:
+            del self._loading[key]
+            self._ready[key] = scorer
+            while len(self._ready) > self.keep:
+                self._ready.popitem(last=False)
+        pending.set_result(scorer)
+        return scorer
+
+    def _load(self, version: str) -> Scorer:
+        from .plan_cache import plan_scorer  # lazy: plan_cache builds on this module
+
+        # the saved plan is verified against the record and starts without loading the model file
+        scorer = plan_scorer(self.settings, version) or Scorer(self.registry.load(version))
+        scorer.predict_one(_first_known_row(scorer))  # see _first_known_row
+        return scorer
+
+    def preload(self, version: str) -> None:
+        """Load a version before anyone asks for it. One that does not load is left to its promotion (which
+        verifies it and refuses it) or to the service's own load (which records why)."""
+        try:
+            self.get(version)
+        except (RegistryError, OSError, ValueError) as exc:
+            log.info("version %s not loaded ahead: %s", version, exc)
+
+
 class ModelService:
     """Predict with the champion and swap models in place; feedback is handed to the FeedbackLoop."""
 
@@ -56,6 +145,7 @@ class ModelService:
         self._stamp: tuple | None = None
         self._bad_stamp: tuple | None = None
         self._swap_lock = threading.Lock()
+        self._loads = VersionLoads(self.settings, self.registry)
         self._watcher: threading.Thread | None = None
         self.last_error: str | None = None
         self.loop = FeedbackLoop(self.settings, lambda: self.scorer, lambda: self.model_version, self.refresh)
@@ -83,13 +173,12 @@ class ModelService:
             return False
         try:
             version = self.registry.champion()
+            if version is None:  # the pointer vanished between the stat and the read
+                return False
             if self._scorer is not None and version == self._scorer.version:
                 self._stamp = stamp
                 return False
-            from .plan_cache import plan_scorer  # (plan_cache builds on this module)
-
-            # the saved plan is verified against the record and starts without loading the model file
-            scorer = plan_scorer(self.settings, version) or Scorer(self.registry.load(version))
+            scorer = self._loads.get(version)  # at once when the watch thread loaded it ahead
         except (RegistryError, OSError, ValueError) as exc:
             # the last good model keeps serving
             self._bad_stamp = stamp
@@ -101,22 +190,40 @@ class ModelService:
         self.last_error = None
         return True
 
-    def watch(self, interval: float = 0.2) -> None:
-        """Load a new champion in a background thread as soon as champion.json changes, so that a server's
-        requests seldom pay for the load (one arriving during it waits for it, then serves the new model)."""
+    def watch(self, interval: float = 0.05) -> None:
+        """Follow the home in a background thread, so that a server's requests do not pay for loads: a new
+        version is loaded as soon as its folder appears (a retrain registers it, then verifies it, then
+        promotes it), and a new champion is swapped in as soon as champion.json changes. A request that meets
+        the pointer change first swaps itself: at once when the version is loaded, else after its load."""
         if self._watcher is not None:
             return
         self._stop = threading.Event()
 
         def run() -> None:
+            seen = None
             while not self._stop.wait(interval):
                 try:
                     self.refresh()
+                    seen = self._load_new_version(seen)
                 except Exception:  # a refused pointer is recorded by refresh; nothing else may end the watch
                     log.exception("champion watch")
 
         self._watcher = threading.Thread(target=run, name="mushroom-champion-watch", daemon=True)
         self._watcher.start()
+
+    def _load_new_version(self, seen: tuple | None) -> tuple | None:
+        """When the models folder changed since ``seen``: load its newest version ahead if it is not the one
+        served. Returns the folder's stamp."""
+        try:
+            st = os.stat(self.registry.models_dir)
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_mtime_ns)
+        if stamp != seen:
+            versions = self.registry.versions()
+            if versions and versions[-1] != self.serving_version:
+                self._loads.preload(versions[-1])
+        return stamp
 
     @property
     def scorer(self) -> Scorer:

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from helpers.server import ServerProcess
 
 from mushroom_lib import cli
 from mushroom_lib.api import create_app
-from mushroom_lib.api.process import ApiProcess
 from mushroom_lib.data import load_dataset
 from mushroom_lib.schema import CODES, FEATURES, LABELS, SchemaError, validate_frame
 from mushroom_lib.service import ModelService
@@ -458,7 +458,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(trained_home
 def test_real_server_two_workers_feedback_retrain_both_serve_new_version(trained_home, dataset, tmp_path):
     rows = rows_of(dataset.iloc[500:], 10, label=True)
     one = {"rows": rows_of(dataset, 1)}
-    with ApiProcess(trained_home, workers=2, log_path=tmp_path / "api.log") as api:
+    with ServerProcess.api(trained_home, workers=2, log_path=tmp_path / "api.log") as api:
         versions: dict[str, str] = {}
 
         def poll_predict(until, deadline_s: float = 120.0) -> dict[str, str]:

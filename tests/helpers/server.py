@@ -1,10 +1,13 @@
-"""A dashboard server in a subprocess and Debian's chromium, for the browser tests and the benchmarks.
+"""Child servers for the tests and benchmarks (``mushroom dashboard``, plain Voila, ``mushroom api``) and
+Debian's chromium: one helper starts each in its own session, polls it until ready and stops its process group.
 
 Not part of the installed package: ``mushroom_lib`` never needs a browser or a server it did not start.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -12,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from mushroom_lib.ports import free_port
@@ -29,12 +34,17 @@ def chromium_path() -> str | None:
 
 
 class ServerProcess:
-    """A dashboard (or plain Voila) server in its own process group on 127.0.0.1."""
+    """A server (dashboard, plain Voila or API) in its own process group on 127.0.0.1 (a context manager).
 
-    def __init__(self, cmd: list[str], *, port: int, env: dict | None = None, log_path: str | Path | None = None):
+    Ready when its port accepts a connection, or, with ``ready_path``, when that path answers 200.
+    """
+
+    def __init__(self, cmd: list[str], *, port: int, env: dict | None = None, log_path: str | Path | None = None,
+                 ready_path: str | None = None, start_timeout: float = 60.0, stop_timeout: float = 15.0):
         self.cmd, self.port = cmd, port
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else None
+        self.ready_path, self.start_timeout, self.stop_timeout = ready_path, start_timeout, stop_timeout
         self.proc: subprocess.Popen | None = None
         self._log = None
 
@@ -59,11 +69,34 @@ class ServerProcess:
                     "--MappingKernelManager.cull_idle_timeout=30", "--MappingKernelManager.cull_interval=5"],
                    port=port, env=env, log_path=log_path)
 
+    @classmethod
+    def api(cls, home: str | Path, *, workers: int = 1, port: int | None = None, env: dict | None = None,
+            log_path=None, args: list[str] | None = None) -> "ServerProcess":
+        """``mushroom api --workers N`` for ``home`` on a free port, ready once ``/ready`` answers 200."""
+        port = port or free_port()
+        full_env = {"MUSHROOM_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
+        return cls([sys.executable, "-m", "mushroom_lib.cli", "--home", str(home), "api", "--port", str(port),
+                    "--workers", str(workers), *(args or [])], port=port, env=full_env, log_path=log_path,
+                   ready_path="/ready", start_timeout=90.0, stop_timeout=30.0)  # uvicorn's graceful 30 s
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def start(self, timeout: float = 60.0) -> "ServerProcess":
+    def _ready(self) -> bool:
+        """One readiness probe: the port accepts, or ``ready_path`` answers 200."""
+        try:
+            if self.ready_path is None:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return True
+            with urllib.request.urlopen(self.url.rstrip("/") + self.ready_path, timeout=2) as resp:
+                return resp.status == 200
+        except (OSError, urllib.error.URLError):  # not listening (or not ready: 503) yet
+            return False
+
+    def start(self, timeout: float | None = None) -> "ServerProcess":
+        """Start and wait until ready (raises with the log's tail if it exits or the timeout passes)."""
+        timeout = self.start_timeout if timeout is None else timeout
         out = subprocess.DEVNULL
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,13 +108,16 @@ class ServerProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.2)  # polling a port that is not open yet
+            if self._ready():
+                return self
+            time.sleep(0.2)  # polling a server that is not ready yet, not synchronisation
         self.stop()
-        raise TimeoutError(f"server not listening on {self.port} after {timeout}s: {self.log_tail()}")
+        raise TimeoutError(f"server not ready on {self.port} after {timeout}s: {self.log_tail()}")
+
+    def get_json(self, path: str) -> dict:
+        """GET ``path`` and decode the JSON answer."""
+        with urllib.request.urlopen(self.url.rstrip("/") + path, timeout=10) as resp:
+            return json.loads(resp.read())
 
     def log_text(self) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -119,17 +155,20 @@ class ServerProcess:
                 continue
         return out
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the server (Voila shuts its kernels down), SIGKILL if it lingers."""
+    def stop(self, timeout: float | None = None) -> None:
+        """SIGTERM the server (Voila shuts its kernels down, uvicorn its workers), SIGKILL its process group
+        if it lingers, then whatever of the group outlived it."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(self.stop_timeout if timeout is None else timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):  # the group is empty: nothing outlived the server
+            os.killpg(self.proc.pid, signal.SIGKILL)
         if self._log:
             self._log.close()
             self._log = None
