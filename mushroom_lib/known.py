@@ -87,9 +87,6 @@ class KnownSet:
         self.conflicts = np.sort(np.asarray(conflicts, dtype=np.int64))
         self.cutoff = int(cutoff)
         self.masked = np.sort(_masked(codes_of(self.keys)).ravel()) if len(self.keys) else np.zeros(0, np.int64)
-        self._set = frozenset(self.keys.tolist())
-        self._masked_set = frozenset(self.masked.tolist())
-        self._conflict_set = frozenset(self.conflicts.tolist())
 
     @classmethod
     def build(cls, codes: np.ndarray, y: np.ndarray, conflicts: np.ndarray, cutoff_codes: np.ndarray) -> "KnownSet":
@@ -116,13 +113,18 @@ class KnownSet:
         return np.minimum(out, self.cutoff)
 
     def one(self, row: list[int]) -> tuple[int, bool]:
-        """(nearest_known, conflicting) of one row of code indices, by Python set look-ups (the one-row path)."""
+        """(nearest_known, conflicting) of one row of code indices (the one-row path).
+
+        Binary searches in the sorted arrays, no Python sets: building sets of ~125k ints when a version loads
+        held the GIL for ~25 ms, a stall every request thread of a serving process met during a hot swap.
+        """
         key = sum(c * pl for c, pl in zip(row, _PLACE_LIST))
-        conflict = key in self._conflict_set
-        if key in self._set:
+        conflict = bool(_isin_sorted(np.array([key], dtype=np.int64), self.conflicts)[0])
+        if _isin_sorted(np.array([key], dtype=np.int64), self.keys)[0]:
             return 0, conflict
-        masked = self._masked_set
-        if any((key - c * pl) * _SLOT + j in masked for j, (c, pl) in enumerate(zip(row, _PLACE_LIST))):
+        masked = np.array([(key - c * pl) * _SLOT + j for j, (c, pl) in enumerate(zip(row, _PLACE_LIST))],
+                          dtype=np.int64)
+        if _isin_sorted(masked, self.masked).any():
             return min(1, self.cutoff), conflict
         if self.cutoff > 2:
             return int(min(hamming_min(np.array([row], dtype=np.int16), codes_of(self.keys))[0], self.cutoff)), conflict
@@ -132,8 +134,6 @@ class KnownSet:
         """True for rows reported with both labels."""
         if not len(self.conflicts):
             return np.zeros(len(codes), dtype=bool)
-        if len(codes) == 1:
-            return np.array([int(keys_of(codes)[0]) in self._conflict_set])
         return _isin_sorted(keys_of(codes), self.conflicts)
 
     # ------------------------------------------------------------ storage

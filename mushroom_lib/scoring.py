@@ -12,6 +12,7 @@ Entry points: ``score_codes(codes)`` (arrays in SCORED_COLUMNS order), ``score(f
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numpy as np
@@ -92,7 +93,6 @@ class Scorer:
         self.version, self.threshold, self.known = version, float(threshold), known
         self._loaded, self._load, self._load_lock = loaded, load, threading.Lock()
         self._cache: dict[int, float] = {}
-        self._layouts: dict[tuple, object] = {}
         self.stats = {"rows": 0, "distinct": 0, "cached": 0, "pipeline": 0}
 
     # -------------------------------------------------------------- the model
@@ -146,7 +146,7 @@ class Scorer:
 
         A scorer made from a plan pickles its loader, so give ``from_plan`` a picklable one.
         """
-        return {**self.__dict__, "_cache": {}, "_layouts": {}, "_load_lock": None}
+        return {**self.__dict__, "_cache": {}, "_load_lock": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -261,11 +261,7 @@ class Scorer:
         if record is None:
             return None
         names, values = record
-        layout = self._layouts.get(names)
-        if layout is None:
-            if len(self._layouts) > 256:
-                self._layouts.clear()
-            layout = self._layouts[names] = _layout(names)
+        layout = _layout(names)
         if layout is False:
             return None
         positions, keep = layout
@@ -309,8 +305,12 @@ def _one_row_codes(values: tuple, positions: list[int]) -> np.ndarray | None:
     return code
 
 
+@functools.lru_cache(maxsize=256)
 def _layout(names: tuple):
     """Where each feature sits in a record with these column names, and which columns the output keeps.
+
+    Cached for the process (it depends on the names only), so a newly loaded version's first request
+    does not pay schema's check again.
 
     False when the names are not acceptable as they stand (duplicates, missing features, non-string
     names, or anything ``validate_frame`` refuses): the general path handles those.
