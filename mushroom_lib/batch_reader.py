@@ -256,60 +256,6 @@ def _prefetch(reader, chunk_rows: int, depth: int = 1):
         t.join()
 
 
-def _prefetch(reader, chunk_rows: int, depth: int = 1):
-    """Tables of about ``chunk_rows`` rows (one chunk per column), read and parsed in a background thread.
-
-    pyarrow frees the GIL while it parses, so reading overlaps with the scoring in the calling thread.
-    """
-    import queue
-
-    import pyarrow as pa
-
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
-            batches, rows = [], 0
-            for batch in reader:
-                if batch.num_rows:
-                    batches.append(batch)
-                    rows += batch.num_rows
-                if rows >= chunk_rows:
-                    if not put(pa.Table.from_batches(batches).combine_chunks()):
-                        return
-                    batches, rows = [], 0
-            if batches and not put(pa.Table.from_batches(batches).combine_chunks()):
-                return
-            put(done)
-        except BaseException as exc:  # handed to the consumer
-            put(exc)
-
-    t = threading.Thread(target=work, name="mushroom-csv-reader", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
-
-
 # ---------------------------------------------------------------- validating a block
 def _feature_codes(feature: str, values: np.ndarray) -> np.ndarray:
     """Code index of each distinct string of a feature column (-1 where not a valid code)."""

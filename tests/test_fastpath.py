@@ -23,12 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers.predict import csv_bytes, in_memory
 from mushroom_lib import batch_reader
 from mushroom_lib import model as M
 from mushroom_lib.errors import NoChampionError
 from mushroom_lib import predict_file as P
 from mushroom_lib.registry import LoadedModel, Registry
-from mushroom_lib.schema import CODES, FEATURES, SchemaError, read_csv_file, validate_frame
+from mushroom_lib.schema import CODES, FEATURES, SchemaError
 from mushroom_lib.scoring import SCORED_COLUMNS, LinearEmbedding, Scorer, codes_to_frame
 from mushroom_lib.service import ModelService
 from mushroom_lib.settings import get_settings
@@ -52,15 +53,7 @@ def _assert_same_answers(p_fast, p_pipe, threshold):
     assert np.abs(p_fast - p_pipe).max() <= 1e-9
 
 
-def _csv(df: pd.DataFrame, **kw) -> bytes:
-    return df.to_csv(index=False, lineterminator="\n", **kw).encode()
-
-
-def _in_memory(home, path) -> bytes:
-    """The non-streaming path: read the whole file, validate, ModelService.predict, to_csv."""
-    frame = read_csv_file(path)
-    validate_frame(frame)
-    return ModelService(home).predict(frame).to_csv(index=False, lineterminator="\n").encode()
+_csv, _in_memory = csv_bytes, in_memory
 
 
 def _stream(home, path, out, small=False) -> bytes:

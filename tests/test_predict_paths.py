@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 from helpers.cli import one_error_line, run_main
+from helpers.predict import csv_bytes, in_memory
 from mushroom_lib import model as M
 from mushroom_lib.known import apply_rules
 from mushroom_lib.predict_file import predict_file
 from mushroom_lib.registry import Registry
-from mushroom_lib.schema import CODES, FEATURES, SchemaError, read_csv_file, validate_frame
-from mushroom_lib.service import ModelService
+from mushroom_lib.schema import CODES, FEATURES, SchemaError
 from mushroom_lib.settings import get_settings
 
 
@@ -36,15 +36,7 @@ def rows(home) -> pd.DataFrame:
     return data.sample(3000, random_state=11).reset_index(drop=True)
 
 
-def _csv(df: pd.DataFrame, **kw) -> bytes:
-    return df.to_csv(index=False, lineterminator="\n", **kw).encode()
-
-
-def _in_memory(home, path) -> bytes:
-    """The non-streaming answer: read the whole file, validate, ModelService.predict, to_csv."""
-    frame = read_csv_file(path)
-    validate_frame(frame)
-    return ModelService(home).predict(frame).to_csv(index=False, lineterminator="\n").encode()
+_csv, _in_memory = csv_bytes, in_memory
 
 
 def _predict(home, src, out, **kw) -> tuple[bytes, str]:
