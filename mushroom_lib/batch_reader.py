@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from .batch_writer import header_line
+from .pipeline import prefetch
 from .schema import (CODES, FEATURES, SchemaError, _norm_name, check_value_sizes, explain_file, not_csv,
                      read_csv_bytes, read_csv_file, validate_frame)
 from .scoring import SCORED_COLUMNS
@@ -202,58 +203,27 @@ def _refuse(layout: Layout) -> None:
     raise not_csv(layout.source) from None
 
 
-def _prefetch(reader, chunk_rows: int, depth: int = 1):
+def _prefetch(reader, chunk_rows: int):
     """Tables of about ``chunk_rows`` rows (one chunk per column), read and parsed in a background thread.
 
     pyarrow frees the GIL while it parses, so reading overlaps with the scoring in the calling thread.
     """
-    import queue
+    return prefetch(_gathered(reader, chunk_rows))
 
+
+def _gathered(reader, chunk_rows: int):
     import pyarrow as pa
 
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work():
-        try:
+    batches, rows = [], 0
+    for batch in reader:
+        if batch.num_rows:
+            batches.append(batch)
+            rows += batch.num_rows
+        if rows >= chunk_rows:
+            yield pa.Table.from_batches(batches).combine_chunks()
             batches, rows = [], 0
-            for batch in reader:
-                if batch.num_rows:
-                    batches.append(batch)
-                    rows += batch.num_rows
-                if rows >= chunk_rows:
-                    if not put(pa.Table.from_batches(batches).combine_chunks()):
-                        return
-                    batches, rows = [], 0
-            if batches and not put(pa.Table.from_batches(batches).combine_chunks()):
-                return
-            put(done)
-        except BaseException as exc:  # handed to the consumer
-            put(exc)
-
-    t = threading.Thread(target=work, name="mushroom-csv-reader", daemon=True)
-    t.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        t.join()
+    if batches:
+        yield pa.Table.from_batches(batches).combine_chunks()
 
 
 # ---------------------------------------------------------------- validating a block

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import queue
 import shutil
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -92,42 +89,3 @@ class _NoBar:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-
-
-@contextlib.contextmanager
-def background_writes(out, depth: int = 2, timed: dict | None = None) -> Iterator[Callable[[bytes | str], None]]:
-    """A ``write(data)`` that writes (text as UTF-8) in a background thread; the write system call frees the
-    GIL, so writing overlaps with the next chunk's work. A write error is raised in the caller's thread.
-    ``timed``, when given, gets the seconds spent writing under "write" (they overlap the caller's work)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    failed: list[BaseException] = []
-    done = object()
-
-    def work():
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if not failed:
-                try:
-                    t = time.perf_counter()
-                    out.write(item.encode("utf-8") if isinstance(item, str) else item)
-                    if timed is not None:
-                        timed["write"] = timed.get("write", 0.0) + time.perf_counter() - t
-                except BaseException as exc:  # raised in the caller's thread at its next write or at the end
-                    failed.append(exc)
-
-    def write(data: bytes | str) -> None:
-        if failed:
-            raise failed[0]
-        q.put(data)
-
-    t = threading.Thread(target=work, name="mushroom-csv-writer", daemon=True)
-    t.start()
-    try:
-        yield write
-    finally:
-        q.put(done)
-        t.join()
-    if failed:
-        raise failed[0]

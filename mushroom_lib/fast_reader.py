@@ -15,6 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
+from .pipeline import prefetch
 from .schema import CODES, COLUMNS, FEATURES, TARGET, code_table
 
 CHUNK_ROWS = 1 << 18          #: rows read, keyed and scored together
@@ -114,9 +115,13 @@ def open_usual(path: str | Path) -> UsualLayout:
 
 
 def iter_keys(layout: UsualLayout, chunk_rows: int = CHUNK_ROWS, stage=None) -> Iterator[np.ndarray]:
-    """One int64 key per row (the row's codes, mixed radix), a chunk of rows at a time; NotUsual on any
-    cell, separator or line end that is not the usual one. ``stage(name)``, if given, times the steps."""
-    stage = stage or (lambda name: contextlib.nullcontext())
+    """One int64 key per row (the row's codes, mixed radix), a chunk of rows at a time, worked out a chunk
+    ahead in a background thread; NotUsual on any cell, separator or line end that is not the usual one.
+    ``stage(name)``, if given, times the steps."""
+    return prefetch(_keys(layout, chunk_rows, stage or (lambda name: contextlib.nullcontext())))
+
+
+def _keys(layout: UsualLayout, chunk_rows: int, stage) -> Iterator[np.ndarray]:
     width, n = layout.width, len(layout.names)
     with open(layout.path, "rb") as fh:
         fh.seek(layout.start)

@@ -29,9 +29,10 @@ import numpy as np
 from . import fast_reader
 from .batch_reader import (BLOCK_BYTES, CHUNK_ROWS, HEAD_BYTES, Block, Layout, block_keys,  # noqa: F401
                            iter_blocks, read_layout, validate_block)
-from .batch_writer import background_writes, gather, header_line, progress_bar, render_rows, staged_output
+from .batch_writer import gather, header_line, progress_bar, render_rows, staged_output
 from .distinct_rows import RowIds
 from .errors import MissingExtra  # noqa: F401 (defined in errors.py; kept importable here)
+from .pipeline import background_writes
 from .registry import Registry, RegistryError, check_record, sha256_file
 from .registry import plan_path as _plan_path
 from .schema import SchemaError, read_csv_file
@@ -92,13 +93,15 @@ def score_block(scorer: Scorer, layout: Layout, block: Block, first_row: int,
 
 
 def score_stream(scorer: Scorer, layout: Layout, out, *, block_size: int = BLOCK_BYTES,
-                 chunk_rows: int = CHUNK_ROWS, progress: bool = False, stages: dict | None = None) -> int:
-    """Stream one CSV file through the general reader and ``score_block`` into the binary handle ``out``."""
+                 chunk_rows: int = CHUNK_ROWS, progress: bool = False, stages: dict | None = None,
+                 sync: bool = False) -> int:
+    """Stream one CSV file through the general reader and ``score_block`` into the binary handle ``out``
+    (``sync``: flushed to disk as it is written, for an output file)."""
     rows = 0
     stage = Stages(stages)
     total = layout.path.stat().st_size
     with progress_bar(total, progress, f"scoring {layout.path.name}") as bar, \
-            background_writes(out, timed=stages) as write:
+            background_writes(out, timed=stages, sync=sync) as write:
         write(layout.header_text())
         blocks = iter_blocks(layout, block_size=block_size, chunk_rows=chunk_rows, progress=bar)
         while True:
@@ -122,8 +125,9 @@ def score_stream(scorer: Scorer, layout: Layout, out, *, block_size: int = BLOCK
 
 # ---------------------------------------------------------------- the usual layout, from the bytes
 def score_usual(scorer: Scorer, usual: fast_reader.UsualLayout, out, *, chunk_rows: int = fast_reader.CHUNK_ROWS,
-                progress: bool = False, stages: dict | None = None) -> int:
-    """Score a file in the usual layout chunk by chunk into the binary handle ``out``; returns rows scored.
+                progress: bool = False, stages: dict | None = None, sync: bool = False) -> int:
+    """Score a file in the usual layout chunk by chunk into the binary handle ``out``; returns rows scored
+    (``sync``: flushed to disk as it is written, for an output file).
 
     Raises ``fast_reader.NotUsual`` (the caller then reads the file with the general reader) on any row the
     byte reader does not take; ``out`` then holds a partial output the caller discards.
@@ -133,7 +137,7 @@ def score_usual(scorer: Scorer, usual: fast_reader.UsualLayout, out, *, chunk_ro
     lines = np.empty(0, dtype=object)  # the rendered line (bytes) of each distinct row, by its number
     rows = 0
     with progress_bar(usual.path.stat().st_size, progress, f"scoring {usual.path.name}") as bar, \
-            background_writes(out, timed=stages) as write:
+            background_writes(out, timed=stages, sync=sync) as write:
         write(header_line(usual.names + SCORED_COLUMNS))
         for key in fast_reader.iter_keys(usual, chunk_rows, stage=stage):
             with stage("distinct"):
@@ -187,7 +191,8 @@ def predict_file(settings: Settings, input_path: str | Path, output: str | Path 
     try:
         usual = fast_reader.open_usual(p)
         rows = _staged(output, stages, lambda out: score_usual(scorer, usual, out, chunk_rows=chunk_rows,
-                                                                progress=progress, stages=stages))
+                                                                progress=progress, stages=stages,
+                                                                sync=bool(output)))
         reader = "bytes"
     except fast_reader.NotUsual:  # not the usual layout: the general reader, whose refusals schema words
         layout = read_layout(p, size_cap=size_cap)
@@ -195,7 +200,7 @@ def predict_file(settings: Settings, input_path: str | Path, output: str | Path 
             warnings.warn(note, stacklevel=2)
         rows = _staged(output, stages, lambda out: score_stream(scorer, layout, out, block_size=block_size,
                                                                  chunk_rows=chunk_rows, progress=progress,
-                                                                 stages=stages))
+                                                                 stages=stages, sync=bool(output)))
         reader = "general"
     if stages is not None:
         stages["reader"] = reader
