@@ -2,6 +2,8 @@
 
 Every public entry point (CLI, ModelService, dashboard) validates once through this module; an error
 names the row, the column, the value and the valid codes, and nothing downstream re-checks.
+pandas is imported inside the functions that build frames: the byte-level ``predict`` path uses the code
+tables and sentences here without it.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
 from .errors import SchemaError, shorten
 from .vocab import CODE_TO_WORD, WORD_TO_CODE, label_code, norm_column
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TARGET = "class"
 
@@ -62,6 +66,14 @@ COLUMNS: list[str] = [TARGET, *FEATURES]
 LABELS: dict[str, str] = CODE_TO_WORD
 LABEL_CODES: dict[str, str] = WORD_TO_CODE
 FULL_ROWS = 8124
+
+
+def code_table(feature: str) -> np.ndarray:
+    """A feature's valid codes as a 256-entry table: byte value -> code index (``CODES`` order), -1 if not valid."""
+    table = np.full(256, -1, dtype=np.int16)
+    for i, code in enumerate(CODES[feature]):
+        table[ord(code)] = i
+    return table
 
 #: Caps on every table a user sends (CSV file, upload, DataFrame): ``predict`` and ``feedback`` share them.
 MAX_COLUMNS = 1_000        #: columns in a header (22 features, class and up to 977 extra columns)
@@ -136,11 +148,74 @@ def check_value_sizes(columns: Iterable[np.ndarray], path: str | Path, source: s
 
 
 def explain_file(path: str | Path, source: str | None = None) -> None:
-    """Stream a CSV file through ``csv_rows`` and raise the schema's sentence for its first width or
-    value-size problem (for readers that found one in their own way); return if there is none."""
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        for _ in csv_rows(fh, source or str(path)):
-            pass
+    """Stream a CSV file and raise the sentence ``read_csv_file`` gives for its first problem, in the same
+    order (bytes that are not UTF-8, then a CSV, width or value-size problem, then a ragged row), for
+    readers that found a problem in their own way; return if there is none. Memory stays flat."""
+    source = source or str(path)
+    _check_utf8_stream(path, source)
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        numbered = ((n, r) for n, r in csv_rows(fh, source) if r and any(cell.strip() for cell in r))
+        first = next(numbered, None)
+        if first is None:
+            return
+        header, headerless = _header_of(first[1])
+        ragged = None
+        for i, (line, row) in enumerate(numbered if not headerless else _chain(first, numbered)):
+            if ragged is None and len(row) != len(header):
+                ragged = ragged_row(source, line, len(row), len(header), headerless, i + 1)
+    if ragged is not None:
+        raise ragged
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _check_utf8_stream(path: str | Path, source: str) -> None:
+    """Raise ``not_utf8`` for the first byte of a file that is not UTF-8 (read in blocks)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines = 1
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                data = exc.object  # bytes held over from the last block (never a line end) + this block
+                raise not_utf8(source, lines + data[:exc.start].count(b"\n"), data[exc.start]) from None
+            if not block:
+                return
+            lines += block.count(b"\n")
+
+
+def not_utf8(source: str, line: int, byte: int) -> SchemaError:
+    """The one sentence for a byte that is not UTF-8 text."""
+    return SchemaError(f"{source}: line {line} is not UTF-8 text (byte {byte:#04x}); save the file as UTF-8")
+
+
+def ragged_row(source: str, line: int, fields: int, width: int, headerless: bool, row: int) -> SchemaError:
+    """The one sentence for a row whose field count differs from the header's (or the first line's)."""
+    expected = f"the first line has {width}" if headerless else f"the header has {width}"
+    return SchemaError(f"{source}: line {line} has {fields} fields, {expected} (a ragged row)", row=row)
+
+
+def not_csv(source: str) -> SchemaError:
+    """The sentence for a file a CSV reader refused where the schema's own reading finds nothing wrong."""
+    return SchemaError(f"{source} could not be read as CSV (a row longer than 1 MiB?)")
+
+
+def _header_of(first: list[str]) -> tuple[list[str], bool]:
+    """(column names, headerless) from the first non-blank row: a header, or the headerless UCI layout
+    (class + 22 features) or the 22 features alone, one-letter codes."""
+    header = [_norm_name(c) for c in first]
+    headerless = not (set(header) & set(FEATURES)) and len(first) in (len(COLUMNS), len(FEATURES)) and \
+        all(len(c.strip()) <= 1 for c in first)
+    if headerless:
+        return (list(COLUMNS) if len(first) == len(COLUMNS) else list(FEATURES)), True
+    return header, False
 
 
 def valid_codes(column: str) -> str:
@@ -204,6 +279,8 @@ def validate_frame(df: pd.DataFrame, *, require_label: bool = False, first_row: 
     header). Raises SchemaError on a missing, duplicated or misspelled column, an empty frame, an
     empty cell or a code that is not valid for its feature.
     """
+    import pandas as pd
+
     if df is None or len(df.columns) == 0:
         raise SchemaError("the input has no columns; expected a header with the 22 mushroom features")
     check_width(len(df.columns), "the input")
@@ -280,9 +357,7 @@ def read_csv_bytes(data: bytes, *, source: str = "input", size_cap: int | None =
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise SchemaError(f"{source}: line {line} is not UTF-8 text (byte {data[exc.start]:#04x}); "
-                          "save the file as UTF-8") from None
+        raise not_utf8(source, data[: exc.start].count(b"\n") + 1, data[exc.start]) from None
     return parse_csv_text(text, source=source)
 
 
@@ -297,21 +372,16 @@ def parse_csv_text(text: str, *, source: str = "input") -> pd.DataFrame:
     rows = [r for _, r in numbered]
     if not rows:
         raise SchemaError(f"{source} is empty")
-    header = [_norm_name(c) for c in rows[0]]
-    # No header: the UCI layout (class + 22 features) or the 22 features alone, one-letter codes.
-    headerless = not (set(header) & set(FEATURES)) and len(rows[0]) in (len(COLUMNS), len(FEATURES)) and \
-        all(len(c.strip()) <= 1 for c in rows[0])
+    header, headerless = _header_of(rows[0])
     if headerless:
-        header = list(COLUMNS) if len(rows[0]) == len(COLUMNS) else list(FEATURES)
         body, lines = rows, [n for n, _ in numbered]
     else:
         body, lines = rows[1:], [n for n, _ in numbered[1:]]
-    width = len(header)
     for i, r in enumerate(body):
-        if len(r) != width:
-            expected = f"the first line has {width}" if headerless else f"the header has {width}"
-            raise SchemaError(f"{source}: line {lines[i]} has {len(r)} fields, {expected} (a ragged row)",
-                              row=i + 1)
+        if len(r) != len(header):
+            raise ragged_row(source, lines[i], len(r), len(header), headerless, i + 1)
+    import pandas as pd
+
     frame = pd.DataFrame(body, columns=rows[0] if not headerless else header, dtype=object)
     if headerless:
         frame.attrs["layout"] = "uci"
@@ -336,6 +406,8 @@ def read_csv_file(path: str | Path, *, size_cap: int | None = None) -> pd.DataFr
 
 def records_to_frame(rows: Mapping | Iterable[Mapping] | pd.DataFrame) -> pd.DataFrame:
     """Accept a dict (one mushroom), a list of dicts or a DataFrame, and return a DataFrame."""
+    import pandas as pd
+
     if isinstance(rows, pd.DataFrame):
         return rows
     if isinstance(rows, Mapping):
