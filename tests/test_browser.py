@@ -25,6 +25,8 @@ from mushroom_lib.schema import LABELS
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
 ROW_HEADER_W, HEADER_H, ROW_H, TRUE_LABEL_W = 64, 20, 20, 128  # ipydatagrid sizes the dashboard uses
+#: the tests open a page or two at a time: a small pool (the default is sized for a class) keeps start-up light
+SMALL_POOL = {"MUSHROOM_DASHBOARD_POOL": "2"}
 
 
 def _need_browser():
@@ -54,7 +56,7 @@ def browser():
 
 @pytest.fixture
 def server(trained_home, tmp_path):
-    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "dashboard.log")
+    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "dashboard.log", env=SMALL_POOL)
     srv.start()
     yield srv
     srv.stop()
@@ -275,7 +277,7 @@ def _v1_request(msg_type: str, content: dict, session: str) -> tuple[str, bytes]
     header = {"msg_id": msg_id, "msg_type": msg_type, "session": session, "username": "raw",
               "date": "2024-01-01T00:00:00Z", "version": "5.3"}
     msg = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "buffers": []}
-    return msg_id, serialize_msg_to_ws_v1(msg, "shell")
+    return msg_id, serialize_msg_to_ws_v1(msg, "shell", pack=lambda part: json.dumps(part).encode())
 
 
 @pytest.mark.browser
@@ -310,9 +312,10 @@ def test_only_the_page_served_a_kernel_opens_its_websocket_and_no_one_runs_code_
         ws.send_binary(info)
         seen = []
         while True:
-            msg = deserialize_msg_from_ws_v1(ws.recv())
-            seen.append(msg["header"]["msg_type"])
-            if msg["header"]["msg_type"] == "kernel_info_reply" and msg["parent_header"].get("msg_id") == info_id:
+            _channel, parts = deserialize_msg_from_ws_v1(ws.recv())
+            header, parent = json.loads(parts[0]), json.loads(parts[1])
+            seen.append(header["msg_type"])
+            if header["msg_type"] == "kernel_info_reply" and parent.get("msg_id") == info_id:
                 break
         ws.close()
         assert "execute_reply" not in seen and "execute_input" not in seen and not marker.exists()
@@ -335,7 +338,7 @@ def test_abandoned_kernels_are_culled(trained_home, tmp_path):
 
     import requests
 
-    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "cull.log", cull_seconds=3)
+    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "cull.log", cull_seconds=3, env=SMALL_POOL)
     with srv:
         html = requests.get(srv.url, timeout=90).text
         kernel = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
