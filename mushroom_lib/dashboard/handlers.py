@@ -99,6 +99,9 @@ def websocket_handler_class():
             kernel_id = kwargs.get("kernel_id") or (args[0] if args else "")
             if not page_key_matches(_page_keys(self), kernel_id, self.get_cookie(PAGE_COOKIE)):
                 raise web.HTTPError(403, "this kernel belongs to another page")
+            loads = _page_loads(self)
+            if loads is not None:
+                loads.connected(kernel_id)
             return await super().get(*args, **kwargs)
 
         def select_subprotocol(self, subprotocols):
@@ -190,6 +193,9 @@ def page_handler_class():
             keys = _page_keys(self)
             forget_page_keys(keys, self.settings["kernel_manager"])
             keys[kernel_id] = secrets.token_urlsafe(32)
+            loads = _page_loads(self)
+            if loads is not None:
+                loads.served(kernel_id)
             self.set_cookie(PAGE_COOKIE, keys[kernel_id], path=url_path_join(self.base_url, "api/kernels", kernel_id),
                             httponly=True, samesite="Strict")
 
@@ -232,12 +238,43 @@ def page_handler_class():
     return TornadoVoilaHandler, CappedVoilaHandler
 
 
+class PageLoads:
+    """Pages handed a kernel whose websocket has not connected yet (they are still loading)."""
+
+    LOADING_MAX_S = 60.0  # a tab closed while loading stops counting after this
+
+    def __init__(self):
+        self._since: dict[str, float] = {}
+
+    def served(self, kernel_id: str) -> None:
+        import time
+
+        self._since[kernel_id] = time.monotonic()
+
+    def connected(self, kernel_id: str) -> None:
+        self._since.pop(kernel_id, None)
+
+    def loading(self) -> int:
+        import time
+
+        now = time.monotonic()
+        for kernel_id in [k for k, t in self._since.items() if now - t > self.LOADING_MAX_S]:
+            self._since.pop(kernel_id, None)
+        return len(self._since)
+
+
+def _page_loads(handler) -> PageLoads | None:
+    return getattr(handler.settings.get("kernel_manager"), "mushroom_page_loads", None)
+
+
 def one_refill_at_a_time(manager) -> None:
-    """Refill the pre-heated pool one kernel at a time: a refill renders the notebook in the server process,
-    and a burst's refills all starting at once stalled the websockets of the pages being served. (The pool
-    filled at start-up is not affected: its kernels were scheduled before this wraps ``_initialize``.)"""
+    """Refill the pre-heated pool one kernel at a time, and only while no page is loading: a refill renders
+    the notebook in the server process, and a burst's refills starting while its pages loaded stalled every
+    page's websocket. (The pool filled at start-up is not affected: its kernels were scheduled before this
+    wraps ``_initialize``.)"""
     import asyncio
 
+    loads = manager.mushroom_page_loads = PageLoads()
     initialize = getattr(manager, "_initialize", None)
     if initialize is None:  # no pre-heated pool
         return
@@ -245,6 +282,8 @@ def one_refill_at_a_time(manager) -> None:
 
     async def serialized(*args, **kwargs):
         async with one:
+            while loads.loading():
+                await asyncio.sleep(0.5)  # a refill waits for the pages being served (bounded by LOADING_MAX_S)
             return await initialize(*args, **kwargs)
 
     manager._initialize = serialized

@@ -77,11 +77,12 @@ def default_pool(max_kernels: int) -> int:
 
 
 def limits_from_env() -> dict:
-    """pool, max_kernels, close_grace and cull_idle_seconds from MUSHROOM_DASHBOARD_* (or their defaults)."""
+    """pool, max_kernels, close_grace, fill_delay and cull_idle_seconds from MUSHROOM_DASHBOARD_* (or defaults)."""
     max_kernels = _env_int("MUSHROOM_DASHBOARD_MAX_KERNELS", default_max_kernels(), 1, 1024)
     return {"pool": _env_int("MUSHROOM_DASHBOARD_POOL", default_pool(max_kernels), 0, 64),
             "max_kernels": max_kernels,
             "close_grace": _env_int("MUSHROOM_DASHBOARD_CLOSE_GRACE", 10, 1, 3600),
+            "fill_delay": _env_int("MUSHROOM_DASHBOARD_FILL_DELAY", 15, 0, 3600),
             "cull_idle_seconds": _env_int("MUSHROOM_DASHBOARD_CULL_SECONDS", 120, 2, 86400)}
 
 
