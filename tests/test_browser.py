@@ -333,13 +333,14 @@ def _page_cookie_value(context, server, kernel: str) -> str:
 
 
 def test_abandoned_kernels_are_culled(trained_home, tmp_path):
-    """A page that never connects (a closed tab) leaves a kernel; idle culling shuts it down."""
+    """A page that never connects (a closed tab) leaves a kernel; idle culling shuts it down, never the pool's."""
     import re
 
     import requests
 
     srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "cull.log", cull_seconds=3, env=SMALL_POOL)
     with srv:
+        assert srv.wait_for_log(POOL_FILLED, timeout=180)
         html = requests.get(srv.url, timeout=90).text
         kernel = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
                                       html, re.S).group(1))["kernelId"]
@@ -352,6 +353,9 @@ def test_abandoned_kernels_are_culled(trained_home, tmp_path):
             status = requests.get(api, timeout=10).status_code
         assert status == 404, srv.log_tail()
         assert "Culling" in srv.log_text()
+        # the pre-heated kernel left in the pool was idle just as long, and is still there for the next visitor
+        requests.get(srv.url, timeout=90)
+        assert srv.log_text().count("Using pre-heated kernel") == 2, srv.log_tail()
 
 
 @pytest.mark.browser
