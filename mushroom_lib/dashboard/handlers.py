@@ -150,6 +150,17 @@ def shutdown_handler_class():
     return VoilaShutdownKernelHandler, NoShutdownHandler
 
 
+def _touch(manager, kernel_id: str) -> None:
+    """Being handed to a page is activity: a pre-heated kernel's last activity was its notebook run, maybe
+    long ago, and the idle culler shut it down before a slow-loading page (a burst) could connect."""
+    from jupyter_server._tz import utcnow
+
+    try:
+        manager.get_kernel(kernel_id).last_activity = utcnow()
+    except KeyError:  # already gone
+        pass
+
+
 class _ServedKernels:
     """The kernel manager as a page request sees it: the kernel it hands out (pre-heated or new) is
     reported to ``on_served`` before the page's first byte, so the page's key cookie can still be set."""
@@ -193,6 +204,7 @@ def page_handler_class():
             keys = _page_keys(self)
             forget_page_keys(keys, self.settings["kernel_manager"])
             keys[kernel_id] = secrets.token_urlsafe(32)
+            _touch(self.settings["kernel_manager"], kernel_id)
             loads = _page_loads(self)
             if loads is not None:
                 loads.served(kernel_id)
