@@ -18,6 +18,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -61,6 +62,12 @@ def _cpu_seconds(pids: list[int]) -> float:
         except (OSError, ValueError, IndexError):
             continue
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_limits(server: ServerProcess) -> dict:
+    """The pool, cap and delays the server chose (it prints them as JSON on its first line)."""
+    match = re.search(r"\(home [^;]*; (\{.*?\}); Ctrl-C stops\)", server.log_text())
+    return json.loads(match.group(1)) if match else {}
 
 
 def wait_until_warm(server: ServerProcess) -> float:
@@ -134,10 +141,7 @@ def run(sizes=SIZES) -> list[dict]:
     exe = chromium_path()
     if not exe:
         raise SystemExit("bench_burst: chromium is not installed (apt-get install chromium)")
-    from mushroom_lib.dashboard.server import limits_from_env
-
     data = dataset_path("bench_burst")
-    limits = limits_from_env()
     out = []
     with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
         base = Path(tmp)
@@ -151,7 +155,8 @@ def run(sizes=SIZES) -> list[dict]:
                 warmed = wait_until_warm(server)
                 load = loadavg()
                 row = asyncio.run(_burst(exe, server, n))
-                row.update(pool=limits["pool"], max_kernels=limits["max_kernels"], warm_wait_s=warmed,
+                limits = server_limits(server)
+                row.update(pool=limits.get("pool"), max_kernels=limits.get("max_kernels"), warm_wait_s=warmed,
                            load1_before=load[0], load5_before=load[1], load1_after=load1())
             out.append(row)
             print(json.dumps(row), flush=True)
