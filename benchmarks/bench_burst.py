@@ -1,13 +1,15 @@
 """A room full of people: N headless-Chromium visitors open the dashboard together on a warm server.
 
 For N = 1, 5, 10, 20 (a fresh ``mushroom dashboard`` per N, its pre-heated pool filled and settled): the
-time from the common start until each visitor's upload widget is enabled (p50, p90, max), the median RSS of
-the server's kernels once every page is usable, and the kernels left 60 s after every tab closed. The
-1-minute load average is recorded before each burst (the machine is shared). The browsers run on the
-same machine, one Chromium with one context (no shared cache) per visitor.
+time from the common start until each visitor's upload widget is enabled (p50, p90, max) and where it went
+(p50 of the first byte of the page and of its DOM being loaded), the median RSS of the server's kernels once
+every page is usable, and the kernels left 60 s after every tab closed. The load average (1 and 5 minutes)
+is recorded before and after each burst (the machine is shared: compare figures taken at similar load).
+The browsers run on the same machine, one Chromium with one context (no shared cache) per visitor.
 
-``.venv/bin/python benchmarks/bench_burst.py [N ...]`` prints one JSON line per N and a table. Extra
-server settings come from the environment (MUSHROOM_DASHBOARD_POOL, MUSHROOM_DASHBOARD_MAX_KERNELS).
+``.venv/bin/python benchmarks/bench_burst.py [N ...]`` prints one JSON line per N and a table. Server
+settings come from the environment (MUSHROOM_DASHBOARD_POOL, MUSHROOM_DASHBOARD_MAX_KERNELS; the row says
+which pool and cap were in force).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import json
 import math
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -32,14 +35,52 @@ from helpers.server import CHROMIUM_ARGS, POOL_FILLED, ServerProcess, chromium_p
 
 READY = ".mushroom-upload:not([disabled])"
 SIZES = (1, 5, 10, 20)
-SETTLE_S = 8.0        # after the pool reports filled, the notebook still runs in its kernel
+QUIET_CPU_S = 0.05    # a warm server: its kernels used less than this much CPU in the last second
+QUIET_WITHIN_S = 120.0
 FREED_WITHIN_S = 60.0
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
 
 
 def load1() -> float:
+    return loadavg()[0]
+
+
+def loadavg() -> tuple[float, float]:
+    """The 1- and 5-minute load averages (what `uptime` shows)."""
     with open("/proc/loadavg") as fh:
-        return float(fh.read().split()[0])
+        one, five = fh.read().split()[:2]
+    return float(one), float(five)
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_limits(server: ServerProcess) -> dict:
+    """The pool, cap and delays the server chose (it prints them as JSON on its first line)."""
+    match = re.search(r"\(home [^;]*; (\{.*?\}); Ctrl-C stops\)", server.log_text())
+    return json.loads(match.group(1)) if match else {}
+
+
+def wait_until_warm(server: ServerProcess) -> float:
+    """Wait until the pool's kernels have run the notebook (their CPU use falls quiet); seconds waited."""
+    start = time.monotonic()
+    before = _cpu_seconds(server.kernel_pids() + [server.proc.pid])
+    while time.monotonic() - start < QUIET_WITHIN_S:
+        time.sleep(1.0)  # sampling CPU use, not synchronising
+        now = _cpu_seconds(server.kernel_pids() + [server.proc.pid])
+        if now - before < QUIET_CPU_S:
+            break
+        before = now
+    return round(time.monotonic() - start, 1)
 
 
 def nearest_rank(values: list[float], q: float) -> float:
@@ -53,8 +94,11 @@ async def _visit(browser, url: str, start: float):
     page = await context.new_page()
     try:
         await page.goto(url, wait_until="commit", timeout=240_000)
+        first_byte = time.perf_counter() - start
+        await page.wait_for_load_state("domcontentloaded", timeout=240_000)
+        dom = time.perf_counter() - start
         await page.wait_for_selector(READY, state="visible", timeout=240_000)
-        return time.perf_counter() - start, context
+        return (time.perf_counter() - start, first_byte, dom), context
     except Exception as exc:  # a visitor who never got a usable page is counted, not hidden
         return exc, context
 
@@ -68,8 +112,9 @@ async def _burst(exe: str, server: ServerProcess, n: int) -> dict:
             before = len(server.kernel_pids())
             start = time.perf_counter()
             results = await asyncio.gather(*[_visit(browser, server.url, start) for _ in range(n)])
-            times = [r for r, _ in results if isinstance(r, float)]
-            failures = [repr(r)[:200] for r, _ in results if not isinstance(r, float)]
+            phases = [r for r, _ in results if isinstance(r, tuple)]
+            times = [r[0] for r in phases]
+            failures = [repr(r)[:200] for r, _ in results if not isinstance(r, tuple)]
             pids = server.kernel_pids()
             rss = [m for m in (rss_mib(pid) for pid in pids) if m is not None]
             for _, context in results:
@@ -85,6 +130,8 @@ async def _burst(exe: str, server: ServerProcess, n: int) -> dict:
             "p50_s": round(statistics.median(times), 2) if times else None,
             "p90_s": round(nearest_rank(times, 0.9), 2) if times else None,
             "max_s": round(max(times), 2) if times else None,
+            "p50_first_byte_s": round(statistics.median(r[1] for r in phases), 2) if phases else None,
+            "p50_dom_loaded_s": round(statistics.median(r[2] for r in phases), 2) if phases else None,
             "kernels_before": before, "kernels_at_peak": len(pids),
             "median_kernel_rss_mib": round(statistics.median(rss), 1) if rss else None,
             "kernels_60s_after_close": left}
@@ -105,11 +152,12 @@ def run(sizes=SIZES) -> list[dict]:
             with server:
                 if not server.wait_for_log(POOL_FILLED, timeout=180):
                     raise SystemExit(f"bench_burst: the pool never filled: {server.log_tail()}")
-                time.sleep(SETTLE_S)  # a warm server: the pool's kernels have run the notebook
-                load = load1()
+                warmed = wait_until_warm(server)
+                load = loadavg()
                 row = asyncio.run(_burst(exe, server, n))
-                row["load1_before"] = load
-                row["load1_after"] = load1()
+                limits = server_limits(server)
+                row.update(pool=limits.get("pool"), max_kernels=limits.get("max_kernels"), warm_wait_s=warmed,
+                           load1_before=load[0], load5_before=load[1], load1_after=load1())
             out.append(row)
             print(json.dumps(row), flush=True)
     return out
@@ -118,12 +166,16 @@ def run(sizes=SIZES) -> list[dict]:
 def main(argv: list[str]) -> int:
     sizes = [int(a) for a in argv] or list(SIZES)
     rows = run(sizes)
-    print("\n| N | p50 s | p90 s | max s | ok | median kernel RSS MiB | kernels 60 s after close (before) | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\nTime from the burst's start until each visitor's upload widget is usable; first byte / DOM = p50 of the "
+          "page's first byte and DOM loaded (the rest is the page's JavaScript, its websocket and the widgets).")
+    print("| N | p50 s | p90 s | max s | ok | p50 first byte / DOM s | median kernel RSS MiB | kernels 60 s after "
+          "close (before) | pool / cap | load 1 min before→after (5 min) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['n']} | {r['p50_s']} | {r['p90_s']} | {r['max_s']} | {r['ok']}/{r['n']} | "
-              f"{r['median_kernel_rss_mib']} | {r['kernels_60s_after_close']} ({r['kernels_before']}) | "
-              f"{r['load1_before']}→{r['load1_after']} |")
+              f"{r['p50_first_byte_s']} / {r['p50_dom_loaded_s']} | {r['median_kernel_rss_mib']} | "
+              f"{r['kernels_60s_after_close']} ({r['kernels_before']}) | {r['pool']} / {r['max_kernels']} | "
+              f"{r['load1_before']}→{r['load1_after']} ({r['load5_before']}) |")
     return 0
 
 

@@ -18,12 +18,15 @@ import pandas as pd
 import pytest
 
 from helpers.server import CHROMIUM_ARGS, POOL_FILLED, ServerProcess, chromium_path
+from mushroom_lib.dashboard.handlers import PAGE_COOKIE
 from mushroom_lib.dashboard.server import V1_SUBPROTOCOL
 from mushroom_lib.schema import LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about:")
 ROW_HEADER_W, HEADER_H, ROW_H, TRUE_LABEL_W = 64, 20, 20, 128  # ipydatagrid sizes the dashboard uses
+#: the tests open a page or two at a time: a small pool (the default is sized for a class) keeps start-up light
+SMALL_POOL = {"MUSHROOM_DASHBOARD_POOL": "2"}
 
 
 def _need_browser():
@@ -53,7 +56,7 @@ def browser():
 
 @pytest.fixture
 def server(trained_home, tmp_path):
-    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "dashboard.log")
+    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "dashboard.log", env=SMALL_POOL)
     srv.start()
     yield srv
     srv.stop()
@@ -252,21 +255,92 @@ def test_a_raw_websocket_client_cannot_hang_the_server(browser, server, trained_
         context.close()
     assert time.monotonic() - start < 10
 
-    # a client speaking the v1 subprotocol (as the page does) is accepted
-    ws = websocket.create_connection(url, timeout=10, subprotocols=[V1_SUBPROTOCOL])
+    # the page's own key with the v1 subprotocol (as the page connects) is accepted
+    ws = websocket.create_connection(url, timeout=10, subprotocols=[V1_SUBPROTOCOL],
+                                     cookie=_page_cookie(owner, server, kernel))
     assert ws.getsubprotocol() == V1_SUBPROTOCOL
     ws.close()
     owner.close()
 
 
+def _page_cookie(context, server, kernel: str) -> str:
+    """The Cookie header a page's browser sends with its kernel's websocket (the page's key among them)."""
+    cookies = context.cookies(f"{server.url}api/kernels/{kernel}/channels")
+    assert any(c["name"] == PAGE_COOKIE for c in cookies)
+    return "; ".join(f"{c['name']}={c['value']}" for c in cookies)
+
+
+def _v1_request(msg_type: str, content: dict, session: str) -> tuple[str, bytes]:
+    from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
+
+    msg_id = uuid.uuid4().hex
+    header = {"msg_id": msg_id, "msg_type": msg_type, "session": session, "username": "raw",
+              "date": "2024-01-01T00:00:00Z", "version": "5.3"}
+    msg = {"header": header, "parent_header": {}, "metadata": {}, "content": content, "buffers": []}
+    return msg_id, serialize_msg_to_ws_v1(msg, "shell", pack=lambda part: json.dumps(part).encode())
+
+
+@pytest.mark.browser
+def test_only_the_page_served_a_kernel_opens_its_websocket_and_no_one_runs_code_through_it(browser, server,
+                                                                                          tmp_path):
+    import websocket
+    from jupyter_server.services.kernels.connection.base import deserialize_msg_from_ws_v1
+
+    owner, page = _page(browser, [])
+    other, page2 = _page(browser, [])
+    try:
+        _ready(page, server.url)
+        _ready(page2, server.url)
+        kernel, kernel2 = _kernel_id(page), _kernel_id(page2)
+        url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel}/channels?session_id={uuid.uuid4().hex}"
+        # a client that knows the kernel id, with no key or with another page's key, is refused
+        for cookie in (None, f"{PAGE_COOKIE}={_page_cookie_value(other, server, kernel2)}"):
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                websocket.create_connection(url, timeout=10, subprotocols=[V1_SUBPROTOCOL], cookie=cookie)
+            assert refused.value.status_code == 403
+        # the page's own key opens it, but code sent through it never runs: the kernel answers the
+        # kernel_info_request sent after it, and nothing was executed before that answer
+        marker = tmp_path / "ran"
+        ws = websocket.create_connection(url, timeout=30, subprotocols=[V1_SUBPROTOCOL],
+                                         cookie=_page_cookie(owner, server, kernel))
+        session = uuid.uuid4().hex
+        _, execute = _v1_request("execute_request", {"code": f"open({str(marker)!r}, 'w').close()", "silent": False,
+                                                     "store_history": False, "user_expressions": {},
+                                                     "allow_stdin": False, "stop_on_error": True}, session)
+        info_id, info = _v1_request("kernel_info_request", {}, session)
+        ws.send_binary(execute)
+        ws.send_binary(info)
+        seen = []
+        while True:
+            _channel, parts = deserialize_msg_from_ws_v1(ws.recv())
+            header, parent = json.loads(parts[0]), json.loads(parts[1])
+            seen.append(header["msg_type"])
+            if header["msg_type"] == "kernel_info_reply" and parent.get("msg_id") == info_id:
+                break
+        ws.close()
+        assert "execute_reply" not in seen and "execute_input" not in seen and not marker.exists()
+        # the page still works after all that
+        page.click(".mushroom-sample")
+        _wait_text(page, "20 rows scored")
+    finally:
+        owner.close()
+        other.close()
+
+
+def _page_cookie_value(context, server, kernel: str) -> str:
+    return next(c["value"] for c in context.cookies(f"{server.url}api/kernels/{kernel}/channels")
+                if c["name"] == PAGE_COOKIE)
+
+
 def test_abandoned_kernels_are_culled(trained_home, tmp_path):
-    """A page that never connects (a closed tab) leaves a kernel; idle culling shuts it down."""
+    """A page that never connects (a closed tab) leaves a kernel; idle culling shuts it down, never the pool's."""
     import re
 
     import requests
 
-    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "cull.log", cull_seconds=3)
+    srv = ServerProcess.dashboard(trained_home, log_path=tmp_path / "cull.log", cull_seconds=3, env=SMALL_POOL)
     with srv:
+        assert srv.wait_for_log(POOL_FILLED, timeout=180)
         html = requests.get(srv.url, timeout=90).text
         kernel = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
                                       html, re.S).group(1))["kernelId"]
@@ -279,6 +353,9 @@ def test_abandoned_kernels_are_culled(trained_home, tmp_path):
             status = requests.get(api, timeout=10).status_code
         assert status == 404, srv.log_tail()
         assert "Culling" in srv.log_text()
+        # the pre-heated kernel left in the pool was idle just as long, and is still there for the next visitor
+        requests.get(srv.url, timeout=90)
+        assert srv.log_text().count("Using pre-heated kernel") == 2, srv.log_tail()
 
 
 @pytest.mark.browser

@@ -502,6 +502,12 @@ def test_limits_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("MUSHROOM_DASHBOARD_MAX_KERNELS", "12")
     limits = limits_from_env()
     assert limits["pool"] == 4 and limits["max_kernels"] == 12
+    monkeypatch.delenv("MUSHROOM_DASHBOARD_POOL")  # by default the pool is half the cap, at most 16
+    assert limits_from_env()["pool"] == 6
+    monkeypatch.setenv("MUSHROOM_DASHBOARD_MAX_KERNELS", "40")
+    assert limits_from_env()["pool"] == 16
+    monkeypatch.setenv("MUSHROOM_DASHBOARD_MAX_KERNELS", "1")
+    assert limits_from_env()["pool"] == 1
     monkeypatch.setenv("MUSHROOM_DASHBOARD_MAX_KERNELS", "lots")
     with pytest.raises(DashboardRefused, match="MUSHROOM_DASHBOARD_MAX_KERNELS='lots' is not a whole number"):
         limits_from_env()
@@ -673,11 +679,25 @@ def _v1(channel: str, msg_type: str) -> bytes:
     return head + b"".join(parts)
 
 
-def test_the_page_cannot_shut_down_or_restart_its_kernel_through_the_websocket():
+def test_the_page_cannot_shut_down_restart_or_run_code_in_its_kernel_through_the_websocket():
     from mushroom_lib.dashboard.handlers import message_allowed
 
-    assert message_allowed(_v1("shell", "comm_msg")) and message_allowed(_v1("shell", "execute_request"))
+    assert message_allowed(_v1("shell", "comm_msg")) and message_allowed(_v1("shell", "comm_open"))
+    assert message_allowed(_v1("shell", "kernel_info_request"))
+    for code in ("execute_request", "inspect_request", "complete_request", "history_request"):
+        assert not message_allowed(_v1("shell", code)), code
+    assert not message_allowed(_v1("stdin", "input_reply"))
     assert not message_allowed(_v1("control", "shutdown_request"))
     assert not message_allowed(_v1("control", "kernel_info_request"))
     assert not message_allowed(_v1("shell", "shutdown_request"))
     assert not message_allowed('{"channel": "shell"}') and not message_allowed(b"\x00garbage")
+
+
+def test_a_kernel_websocket_opens_only_with_the_key_of_the_page_that_was_served_it():
+    from mushroom_lib.dashboard.handlers import page_key_matches
+
+    keys = {"kernel-a": "key-a", "kernel-b": "key-b"}
+    assert page_key_matches(keys, "kernel-a", "key-a")
+    assert not page_key_matches(keys, "kernel-a", "key-b")  # another page's key
+    assert not page_key_matches(keys, "kernel-a", None) and not page_key_matches(keys, "kernel-a", "")
+    assert not page_key_matches(keys, "kernel-c", "key-a")  # a kernel no page was served

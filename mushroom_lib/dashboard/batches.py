@@ -7,9 +7,9 @@ never count toward K; ``prod_data.csv`` keeps them. A retrain that takes a batch
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable
 
+from ..vocab import utc_now
 from .values import esc
 
 UNDO_REASON = "undone in the dashboard"
@@ -42,7 +42,7 @@ class SentBatches:
         self.items: list[SentBatch] = []
 
     def add(self, receipt, source: str, positions: list[int], grid: int) -> SentBatch:
-        batch = SentBatch(len(self.items) + 1, datetime.now(timezone.utc).strftime("%H:%M:%S UTC"),
+        batch = SentBatch(len(self.items) + 1, utc_now().strftime("%H:%M:%S UTC"),
                           int(receipt.rows_written), source, list(getattr(receipt, "feedback_ids", None) or []),
                           list(positions), grid)
         self.items.append(batch)

@@ -2,18 +2,39 @@
 
 :func:`replace_handlers` swaps them into Voila's handler list (``server.MushroomVoila.init_handlers``).
 Limits come from the tornado setting ``mushroom`` (max_kernels, close_grace, pool) that ``voila_config`` sets.
+A kernel's websocket is opened only by the page that was served that kernel (a random key in a cookie scoped
+to that kernel's path), and only widget messages reach a kernel (no code execution through the websocket).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import secrets
 
 log = logging.getLogger("mushroom_lib.dashboard")
 
 
+PAGE_COOKIE = "mushroom_page"
+#: what a page's widgets send its kernel (shell channel); anything else — execute, inspect, complete,
+#: history, control, stdin — is dropped: a visitor's devtools must not run code on the server
+ALLOWED_SHELL = {"kernel_info_request", "comm_info_request", "comm_open", "comm_msg", "comm_close"}
+
+
 def _limits(handler) -> dict:
     return handler.settings.get("mushroom", {})
+
+
+def _page_keys(handler) -> dict:
+    """kernel id -> the key its page was given (one dict for the whole server, in tornado's settings)."""
+    return handler.settings.setdefault("mushroom_page_keys", {})
+
+
+def page_key_matches(keys: dict, kernel_id: str, offered: str | None) -> bool:
+    """Whether a websocket request for ``kernel_id`` carries the key of the page that was served it."""
+    expected = keys.get(kernel_id)
+    return bool(expected and offered) and hmac.compare_digest(expected.encode(), offered.encode())
 
 
 async def shutdown_if_abandoned(manager, kernel_id: str) -> bool:
@@ -25,6 +46,12 @@ async def shutdown_if_abandoned(manager, kernel_id: str) -> bool:
     log.warning("Shutting down kernel %s: its page closed", kernel_id)
     await manager.shutdown_kernel(kernel_id)
     return True
+
+
+def forget_page_keys(keys: dict, manager) -> None:
+    """Drop the keys of kernels that are gone (closed pages, culled kernels): the dict stays bounded."""
+    for kernel_id in [k for k in keys if k not in manager]:
+        keys.pop(kernel_id, None)
 
 
 def _v1_channel_and_type(ws_message: bytes) -> tuple[str, str | None]:
@@ -44,16 +71,15 @@ def _v1_channel_and_type(ws_message: bytes) -> tuple[str, str | None]:
 
 
 def message_allowed(ws_message) -> bool:
-    """Whether a v1 websocket message from a page may reach its kernel (never control or shutdown)."""
-    from .server import REFUSED_MSG_TYPES
-
+    """Whether a v1 websocket message from a page may reach its kernel: widget traffic on the shell channel
+    only (never control, shutdown or code execution)."""
     if not isinstance(ws_message, bytes):
         return False  # v1 messages are binary; the legacy JSON protocol is refused at the upgrade
     try:
         channel, msg_type = _v1_channel_and_type(ws_message)
     except (ValueError, UnicodeDecodeError):
         return False
-    return channel in ("shell", "stdin") and msg_type not in REFUSED_MSG_TYPES
+    return channel == "shell" and msg_type in ALLOWED_SHELL
 
 
 def websocket_handler_class():
@@ -64,12 +90,18 @@ def websocket_handler_class():
     from .server import V1_SUBPROTOCOL
 
     class GuardedKernelWebsocketHandler(VoilaKernelWebsocketHandler):
-        """v1 subprotocol only; control and shutdown messages dropped; the kernel freed when the page goes."""
+        """Only the page served this kernel; v1 subprotocol only; widget messages only; freed when the page goes."""
 
         async def get(self, *args, **kwargs):
             offered = [p.strip() for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")]
             if V1_SUBPROTOCOL not in offered:
                 raise web.HTTPError(400, f"only the {V1_SUBPROTOCOL} websocket subprotocol is accepted")
+            kernel_id = kwargs.get("kernel_id") or (args[0] if args else "")
+            if not page_key_matches(_page_keys(self), kernel_id, self.get_cookie(PAGE_COOKIE)):
+                raise web.HTTPError(403, "this kernel belongs to another page")
+            loads = _page_loads(self)
+            if loads is not None:
+                loads.connected(kernel_id)
             return await super().get(*args, **kwargs)
 
         def select_subprotocol(self, subprotocols):
@@ -78,7 +110,7 @@ def websocket_handler_class():
         def on_message(self, ws_message):
             if message_allowed(ws_message):
                 return super().on_message(ws_message)
-            log.warning("Dropped a control/shutdown message from the page of kernel %s", self.kernel_id)
+            log.warning("Dropped a message that is not widget traffic from the page of kernel %s", self.kernel_id)
             return None
 
         def on_close(self):
@@ -118,7 +150,42 @@ def shutdown_handler_class():
     return VoilaShutdownKernelHandler, NoShutdownHandler
 
 
+def _touch(manager, kernel_id: str) -> None:
+    """Being handed to a page is activity: a pre-heated kernel's last activity was its notebook run, maybe
+    long ago, and the idle culler shut it down before a slow-loading page (a burst) could connect."""
+    from jupyter_server._tz import utcnow
+
+    try:
+        manager.get_kernel(kernel_id).last_activity = utcnow()
+    except KeyError:  # already gone
+        pass
+
+
+class _ServedKernels:
+    """The kernel manager as a page request sees it: the kernel it hands out (pre-heated or new) is
+    reported to ``on_served`` before the page's first byte, so the page's key cookie can still be set."""
+
+    def __init__(self, manager, on_served):
+        self._manager, self._on_served = manager, on_served
+
+    def __getattr__(self, name):
+        return getattr(self._manager, name)
+
+    async def get_rendered_notebook(self, *args, **kwargs):
+        result = await self._manager.get_rendered_notebook(*args, **kwargs)
+        self._on_served(result[2])  # (render_task, rendered_cache, kernel_id)
+        return result
+
+    async def start_kernel(self, *args, **kwargs):
+        from nbclient.util import ensure_async
+
+        kernel_id = await ensure_async(self._manager.start_kernel(*args, **kwargs))
+        self._on_served(kernel_id)
+        return kernel_id
+
+
 def page_handler_class():
+    from jupyter_server.utils import url_path_join
     from voila.tornado.handler import TornadoVoilaHandler
 
     from .server import FULL_PAGE
@@ -127,6 +194,22 @@ def page_handler_class():
         """The page, unless ``max_kernels`` pages are open: then a plain page that retries by itself."""
 
         starting = 0  # page requests in flight (their kernels may not be listed yet)
+
+        @property
+        def kernel_manager(self):
+            return _ServedKernels(super().kernel_manager, self._served)
+
+        def _served(self, kernel_id: str) -> None:
+            """Give this page the key to its kernel's websocket (a cookie sent only to that kernel's URLs)."""
+            keys = _page_keys(self)
+            forget_page_keys(keys, self.settings["kernel_manager"])
+            keys[kernel_id] = secrets.token_urlsafe(32)
+            _touch(self.settings["kernel_manager"], kernel_id)
+            loads = _page_loads(self)
+            if loads is not None:
+                loads.served(kernel_id)
+            self.set_cookie(PAGE_COOKIE, keys[kernel_id], path=url_path_join(self.base_url, "api/kernels", kernel_id),
+                            httponly=True, samesite="Strict")
 
         def _full(self) -> bool:
             limits = _limits(self)
@@ -165,6 +248,57 @@ def page_handler_class():
                 CappedVoilaHandler.starting -= 1
 
     return TornadoVoilaHandler, CappedVoilaHandler
+
+
+class PageLoads:
+    """Pages handed a kernel whose websocket has not connected yet (they are still loading)."""
+
+    LOADING_MAX_S = 60.0  # a tab closed while loading stops counting after this
+
+    def __init__(self):
+        self._since: dict[str, float] = {}
+
+    def served(self, kernel_id: str) -> None:
+        import time
+
+        self._since[kernel_id] = time.monotonic()
+
+    def connected(self, kernel_id: str) -> None:
+        self._since.pop(kernel_id, None)
+
+    def loading(self) -> int:
+        import time
+
+        now = time.monotonic()
+        for kernel_id in [k for k, t in self._since.items() if now - t > self.LOADING_MAX_S]:
+            self._since.pop(kernel_id, None)
+        return len(self._since)
+
+
+def _page_loads(handler) -> PageLoads | None:
+    return getattr(handler.settings.get("kernel_manager"), "mushroom_page_loads", None)
+
+
+def one_refill_at_a_time(manager) -> None:
+    """Refill the pre-heated pool one kernel at a time, and only while no page is loading: a refill renders
+    the notebook in the server process, and a burst's refills starting while its pages loaded stalled every
+    page's websocket. (The pool filled at start-up is not affected: its kernels were scheduled before this
+    wraps ``_initialize``.)"""
+    import asyncio
+
+    loads = manager.mushroom_page_loads = PageLoads()
+    initialize = getattr(manager, "_initialize", None)
+    if initialize is None:  # no pre-heated pool
+        return
+    one = asyncio.Semaphore(1)
+
+    async def serialized(*args, **kwargs):
+        async with one:
+            while loads.loading():
+                await asyncio.sleep(0.5)  # a refill waits for the pages being served (bounded by LOADING_MAX_S)
+            return await initialize(*args, **kwargs)
+
+    manager._initialize = serialized
 
 
 def replace_handlers(handlers: list) -> list:

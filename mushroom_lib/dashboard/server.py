@@ -22,13 +22,12 @@ from .values import WEBSOCKET_LIMIT
 V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 #: front-end extensions installed in the environment that this page never uses (less code to load)
 UNUSED_EXTENSIONS = ("jupyterlab_pygments",)  # (bqplot stays: ipydatagrid needs it)
-#: messages a page never needs to send to its kernel
-REFUSED_MSG_TYPES = {"shutdown_request", "interrupt_request", "debug_request"}
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "dashboards" / "app.ipynb"
 TEMPLATE_ROOT = ROOT / "dashboards" / "share"
 TEMPLATE_NAME = "mushroom"
 KERNEL_BUDGET_MIB = 300  # what one page's kernel may grow to (scoring a large upload included)
+POOL_MAX = 16  # pre-heated kernels at most by default (MUSHROOM_DASHBOARD_POOL sets any number)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{retry}">
 <title>Mushroom workbench — full</title></head><body style="font-family: sans-serif; margin: 3em">
@@ -71,11 +70,19 @@ def _env_int(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def default_pool(max_kernels: int) -> int:
+    """Pre-heated kernels: half the cap, at most POOL_MAX (a class arriving together takes a ready kernel each;
+    an idle one holds ~140 MiB), at least 1."""
+    return max(1, min(POOL_MAX, max_kernels // 2))
+
+
 def limits_from_env() -> dict:
-    """pool, max_kernels, close_grace and cull_idle_seconds from MUSHROOM_DASHBOARD_* (or their defaults)."""
-    return {"pool": _env_int("MUSHROOM_DASHBOARD_POOL", 2, 0, 64),
-            "max_kernels": _env_int("MUSHROOM_DASHBOARD_MAX_KERNELS", default_max_kernels(), 1, 1024),
+    """pool, max_kernels, close_grace, fill_delay and cull_idle_seconds from MUSHROOM_DASHBOARD_* (or defaults)."""
+    max_kernels = _env_int("MUSHROOM_DASHBOARD_MAX_KERNELS", default_max_kernels(), 1, 1024)
+    return {"pool": _env_int("MUSHROOM_DASHBOARD_POOL", default_pool(max_kernels), 0, 64),
+            "max_kernels": max_kernels,
             "close_grace": _env_int("MUSHROOM_DASHBOARD_CLOSE_GRACE", 10, 1, 3600),
+            "fill_delay": _env_int("MUSHROOM_DASHBOARD_FILL_DELAY", 15, 0, 3600),
             "cull_idle_seconds": _env_int("MUSHROOM_DASHBOARD_CULL_SECONDS", 120, 2, 86400)}
 
 
@@ -121,13 +128,18 @@ def voila_config(port: int, *, host: str = "127.0.0.1", token: str | None = None
 def _voila_class():
     from voila.app import Voila
 
-    from .handlers import replace_handlers
+    from .handlers import one_refill_at_a_time, replace_handlers
 
     class MushroomVoila(Voila):
         """Voila with the handlers of :mod:`.handlers` in place of its kernel, shutdown and page handlers."""
 
         def init_handlers(self):
             return replace_handlers(super().init_handlers())
+
+        def init_settings(self):
+            settings = super().init_settings()
+            one_refill_at_a_time(self.kernel_manager)
+            return settings
 
     return MushroomVoila
 

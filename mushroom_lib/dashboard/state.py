@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 
 from ..schema import CODES, FEATURES, TARGET, SchemaError, valid_codes
+from ..vocab import norm_column
 from .values import (MAX_CELL_CHARS, P_POISONOUS, PREDICTION, SENT, TRUE_LABEL, UNCERTAIN, UNCERTAIN_MARK,
-                     feature_code, label_word, norm, same)
+                     feature_code, label_word, same)
 
 #: grid columns before the scored extras and the 22 features: the ones a person reads and edits first
 LEAD_COLUMNS = [TRUE_LABEL, PREDICTION, P_POISONOUS, UNCERTAIN, SENT]
@@ -23,7 +24,7 @@ HIDDEN_SCORED = {"model_version"}
 #: columns of an upload whose values carry the truth (the first one present is used)
 LABEL_COLUMNS = (TRUE_LABEL, "true-label", TARGET)
 #: columns of an upload that are recomputed here, never taken from the file
-COMPUTED = {norm(c) for c in (PREDICTION, P_POISONOUS, UNCERTAIN, SENT, "unseen_codes", "model_version",
+COMPUTED = {norm_column(c) for c in (PREDICTION, P_POISONOUS, UNCERTAIN, SENT, "unseen_codes", "model_version",
                                "nearest_known", "reason", "row")}
 MAX_EXTRA_COLUMNS = 20
 
@@ -56,13 +57,14 @@ def parse_upload(data: bytes, name: str, cap: int) -> Upload:
 
     frame = read_csv_bytes(data, source=name, size_cap=cap)
     labels = _labels_from(frame)
-    kept = frame.drop(columns=[c for c in frame.columns if norm(c) in COMPUTED or norm(c) in LABEL_COLUMNS])
+    kept = frame.drop(columns=[c for c in frame.columns
+                               if norm_column(c) in COMPUTED or norm_column(c) in LABEL_COLUMNS])
     checked = validate_frame(kept)
     return Upload(checked.features, labels, _extras_from(kept, checked.extra), list(checked.warnings))
 
 
 def _labels_from(frame: pd.DataFrame) -> pd.Series | None:
-    by_norm = {norm(c): c for c in frame.columns}
+    by_norm = {norm_column(c): c for c in frame.columns}
     col = next((by_norm[n] for n in LABEL_COLUMNS if n in by_norm), None)
     if col is None:
         return None
@@ -79,7 +81,7 @@ def _labels_from(frame: pd.DataFrame) -> pd.Series | None:
 
 def _extras_from(frame: pd.DataFrame, extra_names: list[str]) -> pd.DataFrame:
     """Columns the file carried besides the features and labels, text-capped."""
-    by_norm = {norm(c): c for c in frame.columns}
+    by_norm = {norm_column(c): c for c in frame.columns}
     keep = [by_norm[n] for n in extra_names if n in by_norm][:MAX_EXTRA_COLUMNS]
     out = pd.DataFrame(index=range(len(frame)))
     for col in keep:

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..schema import CODES, LABEL_CODES, LABELS
+from .. import vocab
+from ..schema import CODES
 
 TRUE_LABEL = "true label"
 PREDICTION = "prediction"
@@ -42,11 +43,6 @@ def plain(text_html: str) -> str:
     return html.unescape(strip_tags(text_html))
 
 
-def norm(name: Any) -> str:
-    """A column name as compared here: stripped, lower case, '_' as '-'."""
-    return str(name).strip().lstrip("\ufeff").strip().lower().replace("_", "-")
-
-
 def neutralize(value: Any) -> Any:
     """Prefix a quote to text a spreadsheet would run as a formula (=, +, -, @, tab, CR)."""
     if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
@@ -65,17 +61,14 @@ def safe_csv(frame: pd.DataFrame) -> bytes:
 
 
 def label_word(value: Any, *, allow_empty: bool = True) -> str | None:
-    """edible/poisonous from e/p/edible/poisonous (any case); '' for empty; None if not a label."""
+    """edible/poisonous from e/p/edible/poisonous (any case, :func:`vocab.label_word`); '' for empty; None if
+    not a label."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return "" if allow_empty else None
-    text = str(value).strip().lower()
+    text = str(value).strip()
     if not text:
         return "" if allow_empty else None
-    if text in LABELS:
-        return LABELS[text]
-    if text in LABEL_CODES:
-        return text
-    return None
+    return vocab.label_word(text)
 
 
 def feature_code(feature: str, value: Any) -> str | None:
