@@ -19,7 +19,8 @@ import pandas as pd
 from .batch_reader import Block, Layout, is_blank_text, read_layout, validate_block
 from .batch_writer import progress_bar, staged_output
 from .errors import MissingExtra
-from .predict_file import champion_scorer, remember_plan, score_block
+from .plan_cache import champion_scorer, remember_plan
+from .predict_file import score_block
 from .schema import SchemaError, explain_file, not_csv, validate_frame
 from .scoring import Scorer
 from .settings import Settings

@@ -33,7 +33,7 @@ from .batch_writer import gather, header_line, progress_bar, render_rows, staged
 from .distinct_rows import RowIds
 from .errors import MissingExtra  # noqa: F401 (defined in errors.py; kept importable here)
 from .pipeline import background_writes
-from .plan_cache import RegistryLoader, champion_scorer, plan_path, plan_scorer, remember_plan  # noqa: F401
+from .plan_cache import champion_scorer, remember_plan
 from .schema import SchemaError, read_csv_file
 from .scoring import SCORED_COLUMNS, Scorer
 from .settings import Settings

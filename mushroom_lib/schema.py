@@ -8,7 +8,9 @@ tables and sentences here without it.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import difflib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +176,6 @@ def _chain(first, rest):
 
 def _check_utf8_stream(path: str | Path, source: str) -> None:
     """Raise ``not_utf8`` for the first byte of a file that is not UTF-8 (read in blocks)."""
-    import codecs
-
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines = 1
     with open(path, "rb") as fh:
@@ -297,7 +297,6 @@ def validate_frame(df: pd.DataFrame, *, require_label: bool = False, first_row: 
     extra = [n for n in names if n not in FEATURES and n != TARGET and n != label_column]
     if missing:
         hint = ""
-        import difflib
         for m in missing:
             close = difflib.get_close_matches(m, extra, n=1, cutoff=0.6)
             if close:

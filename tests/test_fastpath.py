@@ -28,6 +28,7 @@ from helpers.predict import csv_bytes, in_memory
 from mushroom_lib import batch_reader
 from mushroom_lib import model as M
 from mushroom_lib.errors import NoChampionError
+from mushroom_lib import plan_cache
 from mushroom_lib import predict_file as P
 from mushroom_lib.registry import LoadedModel, Registry
 from mushroom_lib.schema import CODES, FEATURES, SchemaError
@@ -288,7 +289,7 @@ def test_second_predict_scores_from_the_saved_plan_without_scikit_learn(trained_
     first = _stream(trained_home, src, tmp_path / "first.csv")
     plans = list((trained_home / "artifacts" / "cache").glob("scoring-v0001-*.npz"))
     assert len(plans) == 1
-    scorer = P.champion_scorer(settings)
+    scorer = plan_cache.champion_scorer(settings)
     assert scorer.from_saved_plan and not scorer.model_loaded
     code = ("import sys, warnings; warnings.simplefilter('ignore');"
             "from mushroom_lib.predict_file import predict_file; from mushroom_lib.settings import get_settings;"
@@ -305,11 +306,11 @@ def test_a_plan_is_used_only_for_the_registered_model_file(trained_home, rows, t
     src = tmp_path / "in.csv"
     src.write_bytes(_csv(rows.iloc[:50]))
     _stream(trained_home, src, tmp_path / "o.csv")
-    assert P.champion_scorer(settings).from_saved_plan
+    assert plan_cache.champion_scorer(settings).from_saved_plan
     model = trained_home / "artifacts" / "models" / "v0001" / "model.skops"
     model.write_bytes(model.read_bytes() + b"tampered")
     with pytest.raises(NoChampionError, match="does not match the sha256"):
-        P.champion_scorer(settings)  # the registry refuses the changed file; the plan is not used
+        plan_cache.champion_scorer(settings)  # the registry refuses the changed file; the plan is not used
 
 
 def test_fragile_rows_from_a_plan_load_the_pipeline(tmp_path, real_data):
@@ -325,7 +326,7 @@ def test_fragile_rows_from_a_plan_load_the_pipeline(tmp_path, real_data):
     src = tmp_path / "in.csv"
     src.write_bytes(_csv(df))
     first = _stream(home, src, tmp_path / "first.csv")
-    scorer = P.champion_scorer(settings)
+    scorer = plan_cache.champion_scorer(settings)
     assert scorer.from_saved_plan and not scorer.model_loaded
     p = scorer.p_poisonous(df)
     assert scorer.model_loaded and scorer.stats["pipeline"] > 0

@@ -128,7 +128,7 @@ def test_a_record_changed_within_range_is_refused_too(trained_home):
 
 
 def test_scoring_plan_is_written_at_registration_and_verified_before_use(trained_home, tmp_path):
-    from mushroom_lib.predict_file import champion_scorer
+    from mushroom_lib.plan_cache import champion_scorer
 
     s = get_settings(trained_home)
     rec = Registry(s).record("v0001")

@@ -8,10 +8,12 @@ to that kernel's path), and only widget messages reach a kernel (no code executi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import secrets
+import time
 
 log = logging.getLogger("mushroom_lib.dashboard")
 
@@ -259,16 +261,12 @@ class PageLoads:
         self._since: dict[str, float] = {}
 
     def served(self, kernel_id: str) -> None:
-        import time
-
         self._since[kernel_id] = time.monotonic()
 
     def connected(self, kernel_id: str) -> None:
         self._since.pop(kernel_id, None)
 
     def loading(self) -> int:
-        import time
-
         now = time.monotonic()
         for kernel_id in [k for k, t in self._since.items() if now - t > self.LOADING_MAX_S]:
             self._since.pop(kernel_id, None)
@@ -284,8 +282,6 @@ def one_refill_at_a_time(manager) -> None:
     the notebook in the server process, and a burst's refills starting while its pages loaded stalled every
     page's websocket. (The pool filled at start-up is not affected: its kernels were scheduled before this
     wraps ``_initialize``.)"""
-    import asyncio
-
     loads = manager.mushroom_page_loads = PageLoads()
     initialize = getattr(manager, "_initialize", None)
     if initialize is None:  # no pre-heated pool

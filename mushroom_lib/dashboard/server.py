@@ -146,7 +146,7 @@ def _voila_class():
 
 def prepare_scoring_plan(settings: Settings) -> None:
     """Save the champion's scoring plan once here, so page kernels score without scikit-learn."""
-    from ..predict_file import champion_scorer, remember_plan
+    from ..plan_cache import champion_scorer, remember_plan  # lazy: the scorer stack loads when serving starts
 
     remember_plan(settings, champion_scorer(settings))
 

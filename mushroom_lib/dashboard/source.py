@@ -68,10 +68,10 @@ class ModelSource:
             if self._service is not None and self._service.model_version == self.registry.champion():
                 scorer = self._service.scorer  # the page's own service already holds the model
             else:
-                from ..predict_file import champion_scorer
+                from ..plan_cache import champion_scorer  # lazy: loaded on the page's first scoring
 
                 scorer = champion_scorer(self.settings)
-            from ..predict_file import remember_plan
+            from ..plan_cache import remember_plan  # lazy: loaded after a clean scoring
 
             remember_plan(self.settings, scorer)  # the next kernel starts from the plan
             self._scorer, self._stamp = scorer, stamp

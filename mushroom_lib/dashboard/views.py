@@ -7,6 +7,7 @@ Each piece owns its widgets and knows how to show things; none of them decides a
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -229,8 +230,6 @@ class DownloadView:
         self.box.add_class("mushroom-download")
 
     def show_link(self, data: bytes, source_name: str | None, rows: int) -> None:
-        from pathlib import Path
-
         stem = Path(source_name or "mushrooms").stem
         stem = "".join(ch for ch in stem if ch.isalnum() or ch in "-_")[:60] or "mushrooms"
         b64 = base64.b64encode(data).decode("ascii")
