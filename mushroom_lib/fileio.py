@@ -1,4 +1,8 @@
-"""Durable file writes: temporary file in the same folder, flush, fsync, os.replace, fsync the folder."""
+"""Durable file writes: temporary file in the same folder, flush, fsync, os.replace, fsync the folder.
+
+Every file the workbench writes (records, pointers, reports, outputs) goes through here, so a crash leaves
+the old file or the new one, never half of one.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Loopback ports for the servers the workbench starts (dashboard, evidently ui)."""
+"""Loopback ports for the servers the workbench starts (dashboard, evidently ui).
+
+A free port is asked of the kernel on 127.0.0.1; nothing here binds another interface.
+"""
 
 from __future__ import annotations
 
