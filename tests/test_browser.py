@@ -378,8 +378,8 @@ def test_the_sample_button_then_one_click_sends_its_labels_and_moves_the_badge(b
     assert outside == []
 
 
-@pytest.mark.browser
-def test_a_file_past_the_websocket_limit_gets_a_clear_message(browser, server, trained_home, tmp_path):
+def _big_file(trained_home: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A 12 MB CSV of dataset rows (past the websocket's message limit) and its size as the page words it."""
     rows = pd.read_csv(trained_home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
     big = tmp_path / "big.csv"
     body = rows.to_csv(index=False)
@@ -388,7 +388,55 @@ def test_a_file_past_the_websocket_limit_gets_a_clear_message(browser, server, t
         lines = body.split("\n", 1)[1]
         while fh.tell() < 12 * 1024 * 1024:
             fh.write(lines)
-    size_mb = f"{big.stat().st_size / 1e6:.1f} MB"
+    return big, f"{big.stat().st_size / 1e6:.1f} MB"
+
+
+APP_TEXT = "t => { const a = document.querySelector('.mushroom-app'); return !!a && a.innerText.includes(t); }"
+
+
+@pytest.mark.browser
+def test_the_first_paint_bar_works_before_the_widgets_and_hands_over_to_them(browser, server, trained_home,
+                                                                             tmp_path):
+    """Voila's bundle is held back: the page shows only its first-paint bar, whose buttons already take a file
+    or the sample; once the bundle is let through, the widgets score what was chosen and the bar goes away."""
+    small, _ = _sample(trained_home, tmp_path, 5)
+    big, size_mb = _big_file(trained_home, tmp_path)
+    outside = []
+    for choice, expected in (("sample", "20 rows scored"), (small, "5 rows scored"), (big, f"big.csv is {size_mb}")):
+        context, page = _page(browser, outside)
+        held = []
+        page.route("**/voila/static/voila.js", lambda route: held.append(route))  # answered once chosen
+        try:
+            page.goto(server.url, wait_until="commit", timeout=90_000)
+            page.wait_for_selector("#mushroom-first .mushroom-first-upload", state="visible", timeout=90_000)
+            if choice == "sample":
+                page.click("#mushroom-first .mushroom-first-sample")
+            else:
+                with page.expect_file_chooser() as chooser:
+                    page.click("#mushroom-first .mushroom-first-upload")
+                chooser.value.set_files(str(choice))
+            assert "is waiting" in page.inner_text("#mushroom-first")
+            assert page.query_selector(".mushroom-app") is None  # nothing but the bar has run so far
+            deadline = time.monotonic() + 60
+            while not held and time.monotonic() < deadline:
+                page.wait_for_timeout(50)  # polling for the page's request of the bundle, not synchronising
+            held[0].continue_()
+            if choice is big:
+                page.wait_for_selector(".mushroom-errors", state="visible", timeout=90_000)
+                text = page.inner_text(".mushroom-errors")
+                assert expected in text and "mushroom predict" in text
+                assert "rows scored" not in page.inner_text(".mushroom-app")
+            else:
+                page.wait_for_function(APP_TEXT, arg=expected, timeout=90_000)
+            assert page.query_selector("#mushroom-first") is None
+        finally:
+            context.close()
+    assert outside == []
+
+
+@pytest.mark.browser
+def test_a_file_past_the_websocket_limit_gets_a_clear_message(browser, server, trained_home, tmp_path):
+    big, size_mb = _big_file(trained_home, tmp_path)
     context, page = _page(browser, [])
     try:
         _ready(page, server.url)

@@ -701,3 +701,25 @@ def test_a_kernel_websocket_opens_only_with_the_key_of_the_page_that_was_served_
     assert not page_key_matches(keys, "kernel-a", "key-b")  # another page's key
     assert not page_key_matches(keys, "kernel-a", None) and not page_key_matches(keys, "kernel-a", "")
     assert not page_key_matches(keys, "kernel-c", "key-a")  # a kernel no page was served
+
+
+def test_the_pool_refills_only_once_the_pages_of_a_burst_are_loaded_and_settled():
+    from mushroom_lib.dashboard.handlers import PageLoads
+
+    now = [100.0]
+    loads = PageLoads(clock=lambda: now[0])
+    assert not loads.busy()  # a quiet server refills at once
+    loads.served("kernel-a")
+    loads.served("kernel-b")
+    loads.connected("kernel-a")
+    assert loads.loading() == 1 and loads.busy()
+    now[0] += 30
+    loads.connected("kernel-b")  # every page has connected; its visitor acts now
+    assert loads.loading() == 0 and loads.busy()
+    now[0] += PageLoads.SETTLE_S - 1
+    assert loads.busy()
+    now[0] += 1
+    assert not loads.busy()
+    loads.served("kernel-c")  # a tab that never connects stops holding refills back
+    now[0] += PageLoads.LOADING_MAX_S + 1
+    assert loads.loading() == 0 and not loads.busy()

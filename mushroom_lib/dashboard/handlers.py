@@ -12,8 +12,10 @@ import asyncio
 import hmac
 import json
 import logging
+import math
 import secrets
 import time
+from typing import Callable
 
 log = logging.getLogger("mushroom_lib.dashboard")
 
@@ -253,24 +255,33 @@ def page_handler_class():
 
 
 class PageLoads:
-    """Pages handed a kernel whose websocket has not connected yet (they are still loading)."""
+    """Pages handed a kernel whose websocket has not connected yet (they are still loading), and when a page
+    was last served or connected (its visitor's first actions, a sample or an upload, come just after)."""
 
     LOADING_MAX_S = 60.0  # a tab closed while loading stops counting after this
+    SETTLE_S = 10.0  # quiet this long after the last page was served or connected before a refill starts
 
-    def __init__(self):
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
         self._since: dict[str, float] = {}
+        self._last = -math.inf
 
     def served(self, kernel_id: str) -> None:
-        self._since[kernel_id] = time.monotonic()
+        self._since[kernel_id] = self._last = self._clock()
 
     def connected(self, kernel_id: str) -> None:
         self._since.pop(kernel_id, None)
+        self._last = self._clock()
 
     def loading(self) -> int:
-        now = time.monotonic()
+        now = self._clock()
         for kernel_id in [k for k, t in self._since.items() if now - t > self.LOADING_MAX_S]:
             self._since.pop(kernel_id, None)
         return len(self._since)
+
+    def busy(self) -> bool:
+        """Whether a refill should wait: a page is loading, or one was served or connected < SETTLE_S ago."""
+        return bool(self.loading()) or self._clock() - self._last < self.SETTLE_S
 
 
 def _page_loads(handler) -> PageLoads | None:
@@ -278,10 +289,10 @@ def _page_loads(handler) -> PageLoads | None:
 
 
 def one_refill_at_a_time(manager) -> None:
-    """Refill the pre-heated pool one kernel at a time, and only while no page is loading: a refill renders
-    the notebook in the server process, and a burst's refills starting while its pages loaded stalled every
-    page's websocket. (The pool filled at start-up is not affected: its kernels were scheduled before this
-    wraps ``_initialize``.)"""
+    """Refill the pre-heated pool one kernel at a time, and only once the pages are settled (:meth:`PageLoads.busy`):
+    a refill starts a kernel process and renders the notebook in the server process, and a burst's refills
+    starting while its pages loaded, or just after, when every visitor clicked at once, stalled every page.
+    (The pool filled at start-up is not affected: its kernels were scheduled before this wraps ``_initialize``.)"""
     loads = manager.mushroom_page_loads = PageLoads()
     initialize = getattr(manager, "_initialize", None)
     if initialize is None:  # no pre-heated pool
@@ -290,7 +301,7 @@ def one_refill_at_a_time(manager) -> None:
 
     async def serialized(*args, **kwargs):
         async with one:
-            while loads.loading():
+            while loads.busy():
                 await asyncio.sleep(0.5)  # a refill waits for the pages being served (bounded by LOADING_MAX_S)
             return await initialize(*args, **kwargs)
 
