@@ -398,37 +398,46 @@ APP_TEXT = "t => { const a = document.querySelector('.mushroom-app'); return !!a
 def test_the_first_paint_bar_works_before_the_widgets_and_hands_over_to_them(browser, server, trained_home,
                                                                              tmp_path):
     """Voila's bundle is held back: the page shows only its first-paint bar, whose buttons already take a file
-    or the sample; once the bundle is let through, the widgets score what was chosen and the bar goes away."""
+    or the sample; once the bundle is let through, the widgets score what was chosen and the bar hides. A file
+    chooser opened from the bar and closed after the widgets arrived still delivers."""
     small, _ = _sample(trained_home, tmp_path, 5)
     big, size_mb = _big_file(trained_home, tmp_path)
     outside = []
-    for choice, expected in (("sample", "20 rows scored"), (small, "5 rows scored"), (big, f"big.csv is {size_mb}")):
+    cases = [("sample", None, "20 rows scored"), ("file", small, "5 rows scored"),
+             ("file", big, f"big.csv is {size_mb}"), ("chooser left open", small, "5 rows scored")]
+    for how, path, expected in cases:
         context, page = _page(browser, outside)
         held = []
         page.route("**/voila/static/voila.js", lambda route: held.append(route))  # answered once chosen
         try:
             page.goto(server.url, wait_until="commit", timeout=90_000)
             page.wait_for_selector("#mushroom-first .mushroom-first-upload", state="visible", timeout=90_000)
-            if choice == "sample":
+            chooser = None
+            if how == "sample":
                 page.click("#mushroom-first .mushroom-first-sample")
             else:
-                with page.expect_file_chooser() as chooser:
+                with page.expect_file_chooser() as opened:
                     page.click("#mushroom-first .mushroom-first-upload")
-                chooser.value.set_files(str(choice))
-            assert "is waiting" in page.inner_text("#mushroom-first")
+                chooser = opened.value
+            if how == "file":
+                chooser.set_files(str(path))
+            if how != "chooser left open":
+                assert "is waiting" in page.inner_text("#mushroom-first")
             assert page.query_selector(".mushroom-app") is None  # nothing but the bar has run so far
             deadline = time.monotonic() + 60
             while not held and time.monotonic() < deadline:
                 page.wait_for_timeout(50)  # polling for the page's request of the bundle, not synchronising
             held[0].continue_()
-            if choice is big:
+            page.wait_for_selector("#mushroom-first", state="hidden", timeout=90_000)  # the widgets took over
+            if how == "chooser left open":
+                chooser.set_files(str(path))
+            if path is big:
                 page.wait_for_selector(".mushroom-errors", state="visible", timeout=90_000)
                 text = page.inner_text(".mushroom-errors")
                 assert expected in text and "mushroom predict" in text
                 assert "rows scored" not in page.inner_text(".mushroom-app")
             else:
                 page.wait_for_function(APP_TEXT, arg=expected, timeout=90_000)
-            assert page.query_selector("#mushroom-first") is None
         finally:
             context.close()
     assert outside == []

@@ -61,19 +61,27 @@
     if (note) note.textContent = text;
   }
 
+  var widgets = null;  /* {input, sample} once the widgets are on the page */
+
+  function deliver() {
+    if (!widgets || !pending) return;
+    if (pending.files) {
+      widgets.input.files = pending.files;
+      widgets.input.dispatchEvent(new Event("change"));
+    } else {
+      widgets.sample.click();
+    }
+    pending = null;
+  }
+
   function handOver(bar) {
     var app = document.querySelector(".mushroom-app");
     var upload = app && app.querySelector(".mushroom-upload:not([disabled])");
     var sample = app && app.querySelector(".mushroom-sample");
     if (!upload || !sample || !widgetInput || upload.offsetParent === null) return false;
-    bar.remove();
-    if (pending && pending.files) {
-      widgetInput.files = pending.files;
-      widgetInput.dispatchEvent(new Event("change"));
-    } else if (pending && pending.sample) {
-      sample.click();
-    }
-    pending = null;
+    widgets = {input: widgetInput, sample: sample};
+    bar.style.display = "none";
+    deliver();  /* and a file chooser still open from the bar delivers when it closes */
     return true;
   }
 
@@ -86,6 +94,7 @@
       if (!file.files || !file.files.length) return;
       pending = {files: file.files};
       say(bar, file.files[0].name + " is waiting: it is scored as soon as the workbench has loaded.");
+      deliver();
     };
     bar.querySelector(".mushroom-first-sample").onclick = function () {
       pending = {sample: true};
