@@ -491,8 +491,10 @@ def test_voila_configuration():
     assert c.MappingKernelManager.cull_idle_timeout == 300 and c.MappingKernelManager.cull_connected is False
     assert c.Voila.tornado_settings["mushroom"] == {"max_kernels": 7, "close_grace": 5, "pool": 3}
     assert c.VoilaConfiguration.template == "mushroom"
-    template = (TEMPLATE_ROOT / "voila" / "templates" / "mushroom" / "index.html.j2").read_text()
-    assert "http://" not in template and "https://" not in template  # nothing from a CDN
+    folder = TEMPLATE_ROOT / "voila" / "templates" / "mushroom"
+    for path in (folder / "index.html.j2", folder / "static" / "page.js"):
+        text = path.read_text()
+        assert "http://" not in text and "https://" not in text, path  # nothing from a CDN
 
 
 def test_limits_come_from_the_environment(monkeypatch):

@@ -1,4 +1,5 @@
-/* The workbench page's own script (loaded in <head>, before Voila's bundle).
+/* The workbench page's own script, inlined in <head> by index.html.j2 (before Voila's bundle; Jinja reads
+   this file, so it must never contain a Jinja delimiter).
 
    1. Over-cap uploads. A file over the page's upload cap (data-upload-cap, below the websocket's message
       limit) is never sent: it would close the connection silently. The upload widget's file input is
@@ -8,7 +9,7 @@
       of visitors load at once), so the page's first HTML carries a plain bar (#mushroom-first) with an
       upload button and a sample button that work at once: a file or sample chosen there waits, and is
       handed to the upload widget (or its sample button) as soon as the widgets are on the page; the bar
-      then goes away. */
+      then hides (a file chooser opened from it and closed later still delivers). */
 (function () {
   "use strict";
   var widgetInput = null; /* the upload widget's (detached) file input, once the widgets have rendered */
