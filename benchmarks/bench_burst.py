@@ -44,7 +44,8 @@ USABLE = "#mushroom-first .mushroom-first-upload, .mushroom-app .mushroom-upload
 READY = ".mushroom-app .mushroom-upload:not([disabled])"
 CLICK_SAMPLE = ("() => (document.querySelector('#mushroom-first .mushroom-first-sample') || "
                 "document.querySelector('.mushroom-app .mushroom-sample')).click()")
-SCORED = "() => { const a = document.querySelector('.mushroom-app'); return !!a && a.textContent.includes('rows scored'); }"
+SCORED = ("() => { const a = document.querySelector('.mushroom-app'); "
+          "return !!a && a.textContent.includes('rows scored'); }")
 SHOWN = "s => { const e = document.querySelector(s); return !!e && e.offsetParent !== null; }"
 #: the pages are polled every POLL_MS (Playwright's default polls every animation frame: ten pages polling at
 #: 60 Hz used CPU the visitors' own pages needed, and a real visitor does not poll)
@@ -191,7 +192,8 @@ def main(argv: list[str]) -> int:
           "kernels 60 s after close (before) | pool / cap | load 1 min before→after (5 min) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        cells = " | ".join(f"{r[m + '_p50_s']} / {r[m + '_p90_s']} / {r[m + '_max_s']}" for m in ("usable", "ready", "scored"))
+        cells = " | ".join(f"{r[m + '_p50_s']} / {r[m + '_p90_s']} / {r[m + '_max_s']}"
+                           for m in ("usable", "ready", "scored"))
         print(f"| {r['n']} | {cells} | {r['ok']}/{r['n']} | "
               f"{r['p50_first_byte_s']} | {r['median_kernel_rss_mib']} | "
               f"{r['kernels_60s_after_close']} ({r['kernels_before']}) | {r['pool']} / {r['max_kernels']} | "
