@@ -132,7 +132,7 @@ class UploadView:
                                    layout=W.Layout(width="170px"))
         self.upload.add_class("mushroom-upload")
         self.upload.observe(lambda change: on_file(change.get("new")), names="value")
-        self.sample = W.Button(description="Try a sample", icon="flask", layout=W.Layout(width="auto"),
+        self.sample = W.Button(description="Try a sample", icon="flask", layout=W.Layout(width="auto", flex="0 0 auto"),
                                tooltip="20 mushrooms from the training data, half of them with their true label")
         self.sample.add_class("mushroom-sample")
         self.sample.on_click(lambda _b: on_sample())
