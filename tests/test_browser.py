@@ -76,9 +76,12 @@ def _page(browser, outside: list):
     return context, context.new_page()
 
 
+APP_TEXT = "t => { const a = document.querySelector('.mushroom-app'); return !!a && a.innerText.includes(t); }"
+
+
 def _wait_text(page, text: str, timeout: float = 30_000) -> None:
-    page.wait_for_function("t => document.querySelector('.mushroom-app').innerText.includes(t)", arg=text,
-                           timeout=timeout)
+    """Wait until the app's text holds ``text`` (the app may not be on the page yet)."""
+    page.wait_for_function(APP_TEXT, arg=text, timeout=timeout)
 
 
 def _upload(page, path: Path, rows: int) -> None:
@@ -391,9 +394,6 @@ def _big_file(trained_home: Path, tmp_path: Path) -> tuple[Path, str]:
     return big, f"{big.stat().st_size / 1e6:.1f} MB"
 
 
-APP_TEXT = "t => { const a = document.querySelector('.mushroom-app'); return !!a && a.innerText.includes(t); }"
-
-
 @pytest.mark.browser
 def test_the_first_paint_bar_works_before_the_widgets_and_hands_over_to_them(browser, server, trained_home,
                                                                              tmp_path):
@@ -437,7 +437,7 @@ def test_the_first_paint_bar_works_before_the_widgets_and_hands_over_to_them(bro
                 assert expected in text and "mushroom predict" in text
                 assert "rows scored" not in page.inner_text(".mushroom-app")
             else:
-                page.wait_for_function(APP_TEXT, arg=expected, timeout=90_000)
+                _wait_text(page, expected, timeout=90_000)
         finally:
             context.close()
     assert outside == []
