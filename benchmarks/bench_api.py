@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from common import dataset_path, trained_home  # noqa: E402
 from helpers.server import ServerProcess  # noqa: E402
-from mushroom_lib.ports import free_port  # noqa: E402
+
+from mushroom_lib.core.ports import free_port  # noqa: E402
 
 LATENCY_N, WARMUP = 2000, 200
 THROUGHPUT_S, THREADS = 5.0, 8

@@ -38,7 +38,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from common import dataset_path, trained_home  # noqa: E402
-from helpers.server import CHROMIUM_ARGS, POOL_FILLED, ServerProcess, chromium_path, rss_mib  # noqa: E402
+from helpers.server import (  # noqa: E402
+    CHROMIUM_ARGS,
+    POOL_FILLED,
+    ServerProcess,
+    chromium_path,
+    rss_mib,
+)
 
 USABLE = "#mushroom-first .mushroom-first-upload, .mushroom-app .mushroom-upload:not([disabled])"
 READY = ".mushroom-app .mushroom-upload:not([disabled])"

@@ -75,9 +75,9 @@ ws.add_run(project.id, snapshot)
 
 def make_home(base: Path, data: Path, rows: int = PROD_ROWS) -> Path:
     """A home with the real data, v0001 trained and ``rows`` production rows submitted as feedback."""
-    from mushroom_lib.data import load_dataset
+    from mushroom_lib.core.settings import get_settings
+    from mushroom_lib.data.dataset import load_dataset
     from mushroom_lib.service import ModelService
-    from mushroom_lib.settings import get_settings
 
     home = trained_home(base, data)
     settings = get_settings(home, report_on_promote=False, k=10**9)  # no retrain while filling prod_data

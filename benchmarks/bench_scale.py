@@ -39,7 +39,7 @@ def _worker_ready(settings, timeout: float = 300) -> None:
     compete for the CPU with the figures measured next)."""
     if not hasattr(settings, "worker_dir"):  # the code before the worker: nothing to wait for
         return
-    from mushroom_lib import jobs
+    from mushroom_lib.feedback import queue as jobs
 
     pid, deadline = jobs.paths(settings)["pid"], time.monotonic() + timeout
     while not pid.exists() and time.monotonic() < deadline:
@@ -50,10 +50,10 @@ def measure(template: Path, folder: Path, history: int, data: Path) -> dict:
     """Times for one home holding ``history`` feedback rows."""
     import pandas as pd
 
-    from mushroom_lib.feedback import FeedbackStore
+    from mushroom_lib.core.settings import get_settings
+    from mushroom_lib.feedback.store import FeedbackStore
     from mushroom_lib.service import ModelService
-    from mushroom_lib.settings import get_settings
-    from mushroom_lib.training import train
+    from mushroom_lib.training.train import train
 
     home = folder / f"h{history}"
     shutil.copytree(template, home)

@@ -82,8 +82,8 @@ OURS_SCRIPT = r'''
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
 import skops.io
-from mushroom_lib.predict_file import predict_file
-from mushroom_lib.settings import get_settings
+from mushroom_lib.batch.predict import predict_file
+from mushroom_lib.core.settings import get_settings
 home, inp, out = sys.argv[1:4]
 stages = {}
 t0 = time.perf_counter()
@@ -92,7 +92,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "stages": stages}))
 '''
 
 #: what the command imports before it reads a byte (interpreter start included in the wall time)
-STARTUP_SCRIPT = "import mushroom_lib.cli, mushroom_lib.predict_file"
+STARTUP_SCRIPT = "import mushroom_lib.cli.commands, mushroom_lib.batch.predict"
 
 
 # ---------------------------------------------------------------- helpers
@@ -152,10 +152,10 @@ def check_answers(home: Path, inp: Path, out: Path) -> dict:
     import numpy as np
     import pandas as pd
 
-    from mushroom_lib import model as M
-    from mushroom_lib.registry import Registry
-    from mushroom_lib.schema import FEATURES
-    from mushroom_lib.settings import get_settings
+    from mushroom_lib.core.settings import get_settings
+    from mushroom_lib.data.schema import FEATURES
+    from mushroom_lib.model import pipeline as M
+    from mushroom_lib.registry.versions import Registry
 
     reg = Registry(get_settings(home))
     loaded = reg.load(reg.champion())
@@ -173,10 +173,10 @@ def pipeline_plus_rules(loaded, inp: Path, p_pipe):
     import numpy as np
     import pandas as pd
 
-    from mushroom_lib import model as M
-    from mushroom_lib.known import apply_rules
-    from mushroom_lib.schema import FEATURES
-    from mushroom_lib.scoring import Scorer, feature_codes, row_keys
+    from mushroom_lib.data.schema import FEATURES
+    from mushroom_lib.model import pipeline as M
+    from mushroom_lib.model.known import apply_rules
+    from mushroom_lib.scoring.scorer import Scorer, feature_codes, row_keys
 
     codes = feature_codes(pd.read_csv(inp, dtype=str, keep_default_na=False, usecols=FEATURES)[FEATURES])
     _, first, inverse = np.unique(row_keys(codes), return_index=True, return_inverse=True)
@@ -240,7 +240,7 @@ def stage_breakdown(p1: dict) -> list[tuple[str, float]]:
     """Median seconds per stage of the in-process runs, after the command's start-up and imports."""
     med = statistics.median
     names = ["load scorer", "read+parse", "validate", "distinct", "score", "format", "write", "commit"]
-    out = [("start-up + imports (interpreter, mushroom_lib.cli, predict_file)", med(p1["startup"]))]
+    out = [("start-up + imports (interpreter, mushroom_lib.cli.commands, predict_file)", med(p1["startup"]))]
     for name in names:
         label = {"write": "write (background thread, overlaps the stages above)",
                  "commit": "commit (fsync + rename of OUT)", "distinct": "distinct rows",
@@ -305,9 +305,9 @@ def bench_p3(folder: Path, template: Path, data: Path, repeat: int) -> dict:
 
     import pandas as pd
 
-    from mushroom_lib.registry import Registry
+    from mushroom_lib.core.settings import get_settings
+    from mushroom_lib.registry.versions import Registry
     from mushroom_lib.service import ModelService
-    from mushroom_lib.settings import get_settings
 
     df = pd.read_csv(data, dtype=str, keep_default_na=False)
     records = df.drop(columns="class").to_dict("records")

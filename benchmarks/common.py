@@ -21,9 +21,9 @@ def dataset_path(who: str = "benchmark") -> Path:
 
 def trained_home(folder: Path, data: Path, **overrides) -> Path:
     """folder/home with the real data acquired and v0001 trained (no background reports)."""
-    from mushroom_lib.data import acquire
-    from mushroom_lib.settings import get_settings
-    from mushroom_lib.training import train
+    from mushroom_lib.core.settings import get_settings
+    from mushroom_lib.data.dataset import acquire
+    from mushroom_lib.training.train import train
 
     home = folder / "home"
     settings = get_settings(home, report_on_promote=False, **overrides)

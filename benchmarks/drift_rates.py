@@ -58,9 +58,9 @@ def after_policy(scores: dict, n: int) -> tuple[bool, list[str]]:
 
 def _frames(home: Path):
     from mushroom_lib import monitoring as mon
-    from mushroom_lib.registry import Registry
-    from mushroom_lib.scoring import Scorer
-    from mushroom_lib.settings import get_settings
+    from mushroom_lib.core.settings import get_settings
+    from mushroom_lib.registry.versions import Registry
+    from mushroom_lib.scoring.scorer import Scorer
 
     settings = get_settings(home)
     registry = Registry(settings)

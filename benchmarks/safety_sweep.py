@@ -33,11 +33,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
-from mushroom_lib import model as M  # noqa: E402
-from mushroom_lib.registry import LoadedModel  # noqa: E402
-from mushroom_lib.schema import CODES, FEATURES, TARGET, validate_frame  # noqa: E402
-from mushroom_lib.scoring import Scorer  # noqa: E402
-from mushroom_lib.training import fit_distinct, score_holdout  # noqa: E402
+from mushroom_lib.data.schema import CODES, FEATURES, TARGET, validate_frame  # noqa: E402
+from mushroom_lib.model import pipeline as M  # noqa: E402
+from mushroom_lib.registry.versions import LoadedModel  # noqa: E402
+from mushroom_lib.scoring.scorer import Scorer  # noqa: E402
+from mushroom_lib.training.train import fit_distinct, score_holdout  # noqa: E402
 
 SEEDS = [42, 1, 7, 3, 11, 2024, 5, 13, 21, 99]
 

@@ -6,8 +6,8 @@ plotly, widgets) are imported only by the functions that need them.
 
 from __future__ import annotations
 
-from .errors import SchemaError
-from .settings import get_settings
+from .core.errors import SchemaError
+from .core.settings import get_settings
 
 __version__ = "0.1.0"
 __all__ = ["ModelService", "SchemaError", "get_settings", "__version__"]
@@ -15,6 +15,8 @@ __all__ = ["ModelService", "SchemaError", "get_settings", "__version__"]
 
 def __getattr__(name: str):
     if name == "ModelService":
-        from .service import ModelService  # lazy: pandas and the model stack; `mushroom --help` needs neither
+        from .service import (
+            ModelService,  # lazy: pandas and the model stack; `mushroom --help` needs neither
+        )
         return ModelService
     raise AttributeError(f"module 'mushroom_lib' has no attribute {name!r}")

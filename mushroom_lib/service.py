@@ -1,4 +1,5 @@
-"""ModelService: the in-memory champion, the hot swap and predict; feedback goes to the loop beside the store.
+"""ModelService: the library's facade over one home: predict with the champion, identify, feedback, status.
+Never imports a surface (CLI, API, dashboard); it never trains (the background worker does).
 
 Retrains run in the home's background worker (``worker.py``), never in a serving process; the service
 swaps the champion in at its next call after the worker promoted one.
@@ -24,13 +25,22 @@ from typing import Callable
 
 import pandas as pd
 
-from .feedback_loop import FeedbackLoop, Receipt
-from .feedback_review import FeedbackReview
-from .registry import KNOWN, RECORD, Registry, RegistryError, parse_version, version_name
-from .known import codes_of
-from .schema import CODES, FEATURES, records_to_frame, validate_frame
-from .scoring import Scorer
-from .settings import Settings, get_settings
+from .core.settings import Settings, get_settings
+from .data.schema import CODES, FEATURES, records_to_frame, validate_frame
+from .feedback.loop import FeedbackLoop, Receipt
+from .feedback.review import FeedbackReview
+from .model.known import codes_of
+from .registry.versions import (
+    KNOWN,
+    RECORD,
+    Registry,
+    RegistryError,
+    parse_version,
+    version_name,
+)
+from .scoring.loader import plan_scorer
+from .scoring.scorer import Scorer
+from .training.upgrade import upgrade_home
 
 __all__ = ["ModelService", "NoChampionError", "Receipt"]
 
@@ -50,7 +60,7 @@ def _freeze_startup_objects() -> None:
         gc.freeze()
 
 
-from .errors import NoChampionError  # noqa: E402,F401 (defined in errors.py; kept importable here)
+from .core.errors import NoChampionError  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 def _first_known_row(scorer: Scorer) -> dict[str, str]:
@@ -119,8 +129,6 @@ class VersionLoads:
         return scorer
 
     def _load(self, version: str) -> Scorer:
-        from .plan_cache import plan_scorer  # lazy: plan_cache builds on this module
-
         # the saved plan is verified against the record and starts without loading the model file
         scorer = plan_scorer(self.settings, version) or Scorer(self.registry.load(version))
         scorer.predict_one(_first_known_row(scorer))  # see _first_known_row
@@ -141,6 +149,7 @@ class ModelService:
     def __init__(self, home: str | Path | None = None, *, settings: Settings | None = None, **overrides):
         self.settings = settings or get_settings(home, **overrides)
         self.registry = Registry(self.settings)
+        upgrade_home(self.settings)  # a home from an earlier release: once, explicitly, before the first load
         self._scorer: Scorer | None = None
         self._stamp: tuple | None = None
         self._bad_stamp: tuple | None = None
@@ -272,8 +281,8 @@ class ModelService:
         """Identify from any subset of the 22 features: the worst case over the dataset's known mushrooms that
         match (``identify.answer``: prediction, matching_known, matching_poisonous, reason, ask_next, note);
         with all 22 given, also ``model``: the champion's scored row. Raises SchemaError on a bad name/code."""
-        from . import identify
-        from .data import load_dataset
+        from .data import identify
+        from .data.dataset import load_dataset
 
         if getattr(self, "_identify_frame", None) is None:
             if not self.settings.dataset_path.exists():

@@ -48,9 +48,9 @@ def home(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def _trained_template(tmp_path_factory, real_data) -> Path:
-    from mushroom_lib.data import acquire
-    from mushroom_lib.settings import get_settings
-    from mushroom_lib.training import train
+    from mushroom_lib.core.settings import get_settings
+    from mushroom_lib.data.dataset import acquire
+    from mushroom_lib.training.train import train
 
     h = tmp_path_factory.mktemp("trained") / "home"
     s = get_settings(h, report_on_promote=False)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mushroom_lib.core.settings import get_settings
 from mushroom_lib.service import ModelService
-from mushroom_lib.settings import get_settings
 
 _COUNTERS = re.compile(r'"counters": (\[[^\]]*\])')
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .. import __version__
-from ..settings import Settings, get_settings
+from ..core.settings import Settings, get_settings
 from . import errors, openapi
 from .config import ApiConfig
 from .limits import BodySizeLimit
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, api_key=_UNSET, key_for_read
 
 def _seed_codes(app: FastAPI):
     """The seed's per-column codes when the home has the dataset (for the docs), else None."""
-    from ..data import DataError
+    from ..data.dataset import DataError
     from .bodies import seed_encoding
     from .errors import ApiError
 

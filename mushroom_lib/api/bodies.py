@@ -13,8 +13,8 @@ import pandas as pd
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 
-from ..schema import CODES, FEATURES, SchemaError, read_csv_bytes
-from ..settings import Settings
+from ..core.settings import Settings
+from ..data.schema import CODES, FEATURES, SchemaError, read_csv_bytes
 from .errors import ApiError
 
 CSV_TYPES = {"text/csv", "application/csv", "text/plain"}
@@ -97,7 +97,7 @@ class SeedEncoding:
 
     @classmethod
     def from_dataset(cls, settings: Settings) -> "SeedEncoding":
-        from ..data import load_dataset
+        from ..data.dataset import load_dataset
 
         if not settings.dataset_path.exists():
             raise ApiError(503, "the seed's integer encoding needs the dataset: run `mushroom data` on the "

@@ -4,19 +4,15 @@ it hands to its routes as FastAPI dependencies: the config, the ModelService, th
 from __future__ import annotations
 
 import hmac
-import os
 import threading
 from dataclasses import dataclass
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
 
-from ..settings import Settings, get_settings
+from ..core.settings import Settings, get_settings
 from .errors import ApiError
 
-KEY_ENV = "MUSHROOM_API_KEY"
-READS_ENV = "MUSHROOM_API_KEY_FOR_READS"
-MAX_BYTES_ENV = "MUSHROOM_API_MAX_BYTES"
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="APIKey",
                               description="the key in the server's MUSHROOM_API_KEY (needed for writes when "
@@ -34,12 +30,11 @@ class ApiConfig:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> "ApiConfig":
-        """The config ``mushroom api`` passes to its workers through the environment."""
+        """The config of the settings (MUSHROOM_API_KEY, MUSHROOM_API_KEY_FOR_READS, MUSHROOM_API_MAX_BYTES),
+        which ``mushroom api`` passes to its workers through the environment."""
         settings = settings or get_settings()
-        cap = os.environ.get(MAX_BYTES_ENV)
-        return cls(settings, os.environ.get(KEY_ENV) or None,
-                   os.environ.get(READS_ENV, "").strip().lower() in {"1", "true", "yes", "on"},
-                   int(cap) if cap else settings.upload_cap_bytes)
+        return cls(settings, settings.api_key, settings.api_key_for_reads,
+                   settings.api_max_bytes or settings.upload_cap_bytes)
 
 
 # ---------------------------------------------------------------- dependencies

@@ -54,10 +54,10 @@ def _validation_sentence(exc: RequestValidationError) -> str:
 
 def install(app: FastAPI, home) -> None:
     """Register the handlers that turn exceptions into one-sentence JSON answers."""
-    from ..data import DataError
-    from ..feedback_review import ReviewConflict, ReviewError, ReviewNotFound
-    from ..registry import RegistryError
-    from ..schema import SchemaError
+    from ..data.dataset import DataError
+    from ..data.schema import SchemaError
+    from ..feedback.review import ReviewConflict, ReviewError, ReviewNotFound
+    from ..registry.versions import RegistryError
     from ..service import NoChampionError
 
     def say(status: int):

@@ -8,7 +8,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
-from ..schema import CODES, FEATURES
+from ..data.schema import CODES, FEATURES
 from . import schemas
 from .config import require_read_key, require_write_key
 

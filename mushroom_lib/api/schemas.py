@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, create_model
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    create_model,
+)
 
-from ..schema import CODES, FEATURES, valid_codes
+from ..data.schema import CODES, FEATURES, valid_codes
 
 _OPEN = ConfigDict(extra="allow", populate_by_name=True)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 
-from ..ports import ensure_port_free
-from ..settings import Settings
-from .config import KEY_ENV, MAX_BYTES_ENV, READS_ENV
+from ..core.ports import ensure_port_free
+from ..core.settings import Settings, env_name
 
 
 def is_loopback(host: str) -> bool:
@@ -23,9 +22,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check(host: str, port: int, workers: int, key_for_reads: bool, max_mb: float | None) -> None:
+def check(settings: Settings, host: str, port: int, workers: int, key_for_reads: bool, max_mb: float | None) -> None:
     """Raise ValueError (one sentence) for a setting that must not start."""
-    key = os.environ.get(KEY_ENV)
+    key = settings.api_key
     if not is_loopback(host) and not key:
         raise ValueError(f"refusing to listen on {host} without a key: set MUSHROOM_API_KEY (clients send it "
                          "as X-API-Key) or keep the default --host 127.0.0.1")
@@ -44,13 +43,14 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8080, work
     """Serve the API until interrupted; returns uvicorn's exit status."""
     import uvicorn
 
-    check(host, port, workers, key_for_reads, max_mb)
+    check(settings, host, port, workers, key_for_reads, max_mb)
     if host == "127.0.0.1":
         ensure_port_free(port)  # one sentence instead of uvicorn's bind traceback
-    os.environ["MUSHROOM_HOME"] = str(settings.home)
-    os.environ[READS_ENV] = "1" if key_for_reads else "0"
+    # the workers build their settings from the environment: hand them what this command was told
+    os.environ[env_name("home")] = str(settings.home)
+    os.environ[env_name("api_key_for_reads")] = "1" if key_for_reads else "0"
     if max_mb is not None:
-        os.environ[MAX_BYTES_ENV] = str(int(max_mb * 1024 * 1024))
+        os.environ[env_name("api_max_bytes")] = str(int(max_mb * 1024 * 1024))
     uvicorn.run("mushroom_lib.api:app_from_env", factory=True, host=host, port=port, workers=workers,
                 access_log=False, log_level="info", timeout_graceful_shutdown=30)
     return 0

@@ -1,4 +1,5 @@
 """The Voila dashboard: upload or sample, editable prediction grid, feedback, live model refresh.
+No library package imports it; it imports no other surface, and widgets, Voila and plotly only where used.
 
 ``dashboards/app.ipynb`` builds and shows :class:`Dashboard` (:mod:`.app`); :func:`serve` runs Voila
 (``mushroom dashboard``). Map: values (pure helpers), state (pure pandas), source (the model a page uses),
@@ -19,7 +20,7 @@ def __getattr__(name: str):
         from .app import Dashboard
 
         return Dashboard
-    if name in ("serve", "voila_config", "notebook_path", "V1_SUBPROTOCOL", "DashboardRefused", "check_host"):
+    if name in ("serve", "voila_config", "notebook_path", "DashboardRefused", "check_host"):
         from . import server
 
         return getattr(server, name)

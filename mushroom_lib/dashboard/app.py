@@ -2,7 +2,7 @@
 
 ``dashboards/app.ipynb`` builds and shows :class:`Dashboard`. Everything the page sends (the uploaded
 file, grid edits, dropdown values) is untrusted: type-checked, size-capped and validated through
-:mod:`mushroom_lib.schema` before anything is scored; everything shown back in HTML is escaped.
+:mod:`mushroom_lib.data.schema` before anything is scored; everything shown back in HTML is escaped.
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..schema import CODES, SchemaError
-from ..settings import Settings, get_settings
+from ..core.settings import Settings, get_settings
+from ..data.schema import CODES, SchemaError
 from . import views
 from .feedback import FeedbackFlow
 from .form import ManualForm, ManualFormFlow
 from .plot import PlotView, plot_traces, reference_cloud
 from .source import ModelSource
 from .state import GridState, Upload, parse_upload
-from .values import PAGE_UPLOAD_MAX, P_POISONOUS, PREDICTION, UNCERTAIN, esc, jsonable, safe_csv
+from .values import (
+    P_POISONOUS,
+    PAGE_UPLOAD_MAX,
+    PREDICTION,
+    UNCERTAIN,
+    esc,
+    jsonable,
+    safe_csv,
+)
 
 log = logging.getLogger("mushroom_lib.dashboard")
 SECTIONS = ["Enter one mushroom by hand", "3-D PCA view", "What the codes mean"]
@@ -186,7 +194,7 @@ class Dashboard(FeedbackFlow, ManualFormFlow):
 
     def load_sample(self) -> bool:
         """20 mushrooms from the training split, every other one with its true label."""
-        from ..data import training_sample
+        from ..data.dataset import training_sample
 
         frame = training_sample(self.settings)
         frame.loc[(frame.index // 2) % 2 == 1, "class"] = ""  # both classes among the labelled half

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..vocab import utc_now
+from ..core.vocab import utc_now
 from .values import esc
 
 UNDO_REASON = "undone in the dashboard"

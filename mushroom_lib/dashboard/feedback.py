@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from ..feedback_review import ReviewError
+from ..feedback.review import ReviewError
 from .batches import UNDO_REASON, BatchesView, SentBatches
 from .values import esc
 

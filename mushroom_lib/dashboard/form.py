@@ -12,7 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
-from ..schema import CODES, FEATURES
+from ..data.schema import CODES, FEATURES
 from .values import P_POISONOUS, PREDICTION, UNCERTAIN, esc, human
 
 UNKNOWN = "unknown"  #: not a code of any feature (stalk-root's "?" means "missing" in the data)
@@ -120,7 +120,7 @@ class ManualFormFlow:
 
     def _manual_frame(self) -> pd.DataFrame | None:
         """The 22 chosen codes as validated features; else the partial answer is shown and None returned."""
-        from ..schema import validate_frame
+        from ..data.schema import validate_frame
 
         missing, unknown = self.form_view.missing(), self.form_view.unknown()
         if missing or unknown:

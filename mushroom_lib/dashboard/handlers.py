@@ -17,6 +17,13 @@ import secrets
 import time
 from typing import Callable
 
+V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
+FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{retry}">
+<title>Mushroom workbench — full</title></head><body style="font-family: sans-serif; margin: 3em">
+<p class="mushroom-full">The workbench is full, retrying in a few seconds.</p>
+<p style="color: #555">{limit} people are using it now; this page reloads by itself every {retry} s.</p>
+</body></html>"""
+
 log = logging.getLogger("mushroom_lib.dashboard")
 
 
@@ -91,7 +98,6 @@ def websocket_handler_class():
     from tornado.ioloop import IOLoop
     from voila.tornado.kernel_websocket_handler import VoilaKernelWebsocketHandler
 
-    from .server import V1_SUBPROTOCOL
 
     class GuardedKernelWebsocketHandler(VoilaKernelWebsocketHandler):
         """Only the page served this kernel; v1 subprotocol only; widget messages only; freed when the page goes."""
@@ -192,7 +198,6 @@ def page_handler_class():
     from jupyter_server.utils import url_path_join
     from voila.tornado.handler import TornadoVoilaHandler
 
-    from .server import FULL_PAGE
 
     class CappedVoilaHandler(TornadoVoilaHandler):
         """The page, unless ``max_kernels`` pages are open: then a plain page that retries by itself."""

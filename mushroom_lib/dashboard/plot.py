@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..schema import FEATURES
+from ..data.schema import FEATURES
 
 COLORS = {"edible": "#16a34a", "poisonous": "#dc2626"}
 

@@ -15,11 +15,11 @@ import os
 import sys
 from pathlib import Path
 
-from ..ports import ensure_port_free
-from ..settings import Settings, get_settings
+from ..core.ports import ensure_port_free
+from ..core.settings import Settings, get_settings
+from .handlers import one_refill_at_a_time, replace_handlers
 from .values import WEBSOCKET_LIMIT
 
-V1_SUBPROTOCOL = "v1.kernel.websocket.jupyter.org"
 #: front-end extensions installed in the environment that this page never uses (less code to load)
 UNUSED_EXTENSIONS = ("jupyterlab_pygments",)  # (bqplot stays: ipydatagrid needs it)
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +29,6 @@ TEMPLATE_NAME = "mushroom"
 KERNEL_BUDGET_MIB = 300  # what one page's kernel may grow to (scoring a large upload included)
 POOL_MAX = 16  # pre-heated kernels at most by default (MUSHROOM_DASHBOARD_POOL sets any number)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-FULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="{retry}">
-<title>Mushroom workbench — full</title></head><body style="font-family: sans-serif; margin: 3em">
-<p class="mushroom-full">The workbench is full, retrying in a few seconds.</p>
-<p style="color: #555">{limit} people are using it now; this page reloads by itself every {retry} s.</p>
-</body></html>"""
 
 
 class DashboardRefused(ValueError):
@@ -57,33 +52,18 @@ def default_max_kernels() -> int:
     return max(2, min(64, avail_kib // 1024 // 2 // KERNEL_BUDGET_MIB))
 
 
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise DashboardRefused(f"{name}={raw[:40]!r} is not a whole number") from None
-    if not low <= value <= high:
-        raise DashboardRefused(f"{name}={value} is outside {low}..{high}")
-    return value
-
-
 def default_pool(max_kernels: int) -> int:
     """Pre-heated kernels: half the cap, at most POOL_MAX (a class arriving together takes a ready kernel each;
     an idle one holds ~140 MiB), at least 1."""
     return max(1, min(POOL_MAX, max_kernels // 2))
 
 
-def limits_from_env() -> dict:
-    """pool, max_kernels, close_grace, fill_delay and cull_idle_seconds from MUSHROOM_DASHBOARD_* (or defaults)."""
-    max_kernels = _env_int("MUSHROOM_DASHBOARD_MAX_KERNELS", default_max_kernels(), 1, 1024)
-    return {"pool": _env_int("MUSHROOM_DASHBOARD_POOL", default_pool(max_kernels), 0, 64),
-            "max_kernels": max_kernels,
-            "close_grace": _env_int("MUSHROOM_DASHBOARD_CLOSE_GRACE", 10, 1, 3600),
-            "fill_delay": _env_int("MUSHROOM_DASHBOARD_FILL_DELAY", 15, 0, 3600),
-            "cull_idle_seconds": _env_int("MUSHROOM_DASHBOARD_CULL_SECONDS", 120, 2, 86400)}
+def dashboard_limits(settings: Settings) -> dict:
+    """pool, max_kernels, close_grace, fill_delay and cull_idle_seconds from the settings (MUSHROOM_DASHBOARD_*)."""
+    max_kernels = settings.dashboard_max_kernels or default_max_kernels()
+    pool = settings.dashboard_pool if settings.dashboard_pool is not None else default_pool(max_kernels)
+    return {"pool": pool, "max_kernels": max_kernels, "close_grace": settings.dashboard_close_grace,
+            "fill_delay": settings.dashboard_fill_delay, "cull_idle_seconds": settings.dashboard_cull_seconds}
 
 
 def check_host(host: str, token: str | None) -> None:
@@ -128,7 +108,6 @@ def voila_config(port: int, *, host: str = "127.0.0.1", token: str | None = None
 def _voila_class():
     from voila.app import Voila
 
-    from .handlers import one_refill_at_a_time, replace_handlers
 
     class MushroomVoila(Voila):
         """Voila with the handlers of :mod:`.handlers` in place of its kernel, shutdown and page handlers."""
@@ -146,7 +125,10 @@ def _voila_class():
 
 def prepare_scoring_plan(settings: Settings) -> None:
     """Save the champion's scoring plan once here, so page kernels score without scikit-learn."""
-    from ..plan_cache import champion_scorer, remember_plan  # lazy: the scorer stack loads when serving starts
+    from ..scoring.loader import (  # lazy: the scorer stack loads when serving starts
+        champion_scorer,
+        remember_plan,
+    )
 
     remember_plan(settings, champion_scorer(settings))
 
@@ -154,13 +136,13 @@ def prepare_scoring_plan(settings: Settings) -> None:
 def serve(settings: Settings | None = None, port: int = 8866, *, host: str = "127.0.0.1",
           token: str | None = None) -> int:
     """Serve dashboards/app.ipynb with Voila on host:port until interrupted. Returns an exit code."""
-    from ..registry import Registry
+    from ..registry.versions import Registry
     from ..service import NoChampionError
 
     settings = settings or get_settings()
-    token = token or os.environ.get("MUSHROOM_DASHBOARD_TOKEN") or None
+    token = token or settings.dashboard_token
     check_host(host, token)
-    limits = limits_from_env()
+    limits = dashboard_limits(settings)
     if Registry(settings).champion() is None:
         raise NoChampionError(f"no trained model in {settings.artifacts_dir}; run `mushroom train` first")
     nb = notebook_path()

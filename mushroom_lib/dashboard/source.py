@@ -11,11 +11,10 @@ import threading
 
 import pandas as pd
 
-from ..feedback_loop import FeedbackLoop
-from ..registry import Registry
+from ..core.settings import Settings
+from ..feedback.loop import FeedbackLoop
+from ..registry.versions import Registry
 from ..service import ModelService
-from ..settings import Settings
-
 
 _KNOWN: dict = {}  #: the dataset frame identification reads, loaded once per kernel (per file version)
 _KNOWN_LOCK = threading.Lock()
@@ -23,7 +22,7 @@ _KNOWN_LOCK = threading.Lock()
 
 def known_mushrooms(settings: Settings) -> pd.DataFrame:
     """The acquired dataset (class + 22 features), read once per kernel and again only when the file changes."""
-    from ..data import load_dataset
+    from ..data.dataset import load_dataset
 
     path = settings.dataset_path
     if not path.exists():
@@ -68,10 +67,14 @@ class ModelSource:
             if self._service is not None and self._service.model_version == self.registry.champion():
                 scorer = self._service.scorer  # the page's own service already holds the model
             else:
-                from ..plan_cache import champion_scorer  # lazy: loaded on the page's first scoring
+                from ..scoring.loader import (
+                    champion_scorer,  # lazy: loaded on the page's first scoring
+                )
 
                 scorer = champion_scorer(self.settings)
-            from ..plan_cache import remember_plan  # lazy: loaded after a clean scoring
+            from ..scoring.loader import (
+                remember_plan,  # lazy: loaded after a clean scoring
+            )
 
             remember_plan(self.settings, scorer)  # the next kernel starts from the plan
             self._scorer, self._stamp = scorer, stamp
@@ -96,7 +99,7 @@ class ModelSource:
         ModelService when it exists, else from the dataset alone (no model, no scikit-learn in this kernel)."""
         if self._service is not None:
             return self._service.identify(given)
-        from ..identify import answer
+        from ..data.identify import answer
 
         return answer(known_mushrooms(self.settings), given)
 

@@ -12,10 +12,20 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from ..schema import CODES, FEATURES, TARGET, SchemaError, valid_codes
-from ..vocab import norm_column
-from .values import (MAX_CELL_CHARS, P_POISONOUS, PREDICTION, SENT, TRUE_LABEL, UNCERTAIN, UNCERTAIN_MARK,
-                     feature_code, label_word, same)
+from ..core.vocab import norm_column
+from ..data.schema import CODES, FEATURES, TARGET, SchemaError, valid_codes
+from .values import (
+    MAX_CELL_CHARS,
+    P_POISONOUS,
+    PREDICTION,
+    SENT,
+    TRUE_LABEL,
+    UNCERTAIN,
+    UNCERTAIN_MARK,
+    feature_code,
+    label_word,
+    same,
+)
 
 #: grid columns before the scored extras and the 22 features: the ones a person reads and edits first
 LEAD_COLUMNS = [TRUE_LABEL, PREDICTION, P_POISONOUS, UNCERTAIN, SENT]
@@ -53,7 +63,7 @@ class Edit:
 
 def parse_upload(data: bytes, name: str, cap: int) -> Upload:
     """Read and validate CSV bytes; a ``class``/``true label`` column becomes the labels. Raises SchemaError."""
-    from ..schema import read_csv_bytes, validate_frame
+    from ..data.schema import read_csv_bytes, validate_frame
 
     frame = read_csv_bytes(data, source=name, size_cap=cap)
     labels = _labels_from(frame)

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import vocab
-from ..schema import CODES
+from ..core import vocab
+from ..data.schema import CODES
 
 TRUE_LABEL = "true label"
 PREDICTION = "prediction"

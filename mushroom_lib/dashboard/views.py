@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ..schema import CODES, FEATURES
+from ..data.schema import CODES, FEATURES
 from .values import P_POISONOUS, PREDICTION, SENT, TRUE_LABEL, UNCERTAIN, esc, plain
 
 CSS = """

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..schema import FEATURES
+from ..data.schema import FEATURES
 
 #: Fewer production rows than this: no drift verdict at all (no column flagged, no drift metric in the
 #: snapshot, so the dashboard shows a gap). Chosen from benchmarks/drift_rates.py (20 draws per cell):
@@ -30,7 +30,7 @@ DISTANCE = 0.1          #: per-column threshold of the large-sample distance tes
 DRIFT_SHARE = 0.3       #: the dataset counts as drifted when at least this share of columns drifts
 
 
-from ..errors import MonitoringError  # noqa: E402,F401 (defined in errors.py; kept importable here)
+from ..core.errors import MonitoringError  # noqa: E402,F401 (defined in errors.py; kept importable here)
 
 
 @contextlib.contextmanager
@@ -70,8 +70,11 @@ def chisquare_mc(reference: pd.Series, current: pd.Series) -> float:
 
 def _register_chisquare_mc() -> None:
     # lazy (Evidently, ~2 s): only load_evidently calls this
-    from evidently.legacy.calculations.stattests.registry import (StatTest, _registered_stat_tests,
-                                                                   register_stattest)
+    from evidently.legacy.calculations.stattests.registry import (
+        StatTest,
+        _registered_stat_tests,
+        register_stattest,
+    )
     from evidently.legacy.core import ColumnType
 
     if CAT_TEST in _registered_stat_tests:

@@ -21,15 +21,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import NoChampionError
-from ..feedback import PROD_COLUMNS, FeedbackStore
-from ..fileio import atomic_write_text
-from ..registry import Registry
-from ..schema import FEATURES, SchemaError, invalid_codes, read_csv_file
-from ..scoring import Scorer
-from ..settings import Settings, get_settings
-from ..vocab import CODE_TO_WORD, EDIBLE, POISONOUS, label_word, utc_now, utc_stamp
-from .drift import DRIFT_SHARE, MonitoringError, drift_options, load_evidently, quiet_imports, too_few_rows
+from ..core.errors import NoChampionError
+from ..core.fileio import atomic_write_text
+from ..core.settings import Settings, get_settings
+from ..core.vocab import CODE_TO_WORD, EDIBLE, POISONOUS, label_word, utc_now, utc_stamp
+from ..data.schema import FEATURES, SchemaError, invalid_codes, read_csv_file
+from ..feedback.store import PROD_COLUMNS, FeedbackStore
+from ..registry.versions import Registry
+from ..scoring.scorer import Scorer
+from .drift import (
+    DRIFT_SHARE,
+    MonitoringError,
+    drift_options,
+    load_evidently,
+    quiet_imports,
+    too_few_rows,
+)
 from .result import MonitoringResult
 from .workspace import PROJECT_NAME, add_to_workspace
 
@@ -211,7 +218,10 @@ def _read_snapshot(snap, pca: list[str]) -> tuple[dict, dict]:
 
 
 def _data_definition(pca: list[str], with_quality: bool, with_probability: bool):
-    from evidently import BinaryClassification, DataDefinition  # lazy: Evidently, see _quality_metrics
+    from evidently import (  # lazy: Evidently, see _quality_metrics
+        BinaryClassification,
+        DataDefinition,
+    )
 
     tasks = []
     if with_quality:

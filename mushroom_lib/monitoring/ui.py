@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..ports import ensure_port_free
-from ..settings import Settings
+from ..core.ports import ensure_port_free
+from ..core.settings import Settings
 
 
 def ui_command(workspace: Path, port: int, host: str = "127.0.0.1") -> list[str]:

@@ -18,7 +18,10 @@ _NAMESPACE = uuid.UUID("6f1c3a52-6d1e-4f55-9a0e-2b7f6c1d9e01")  # stable dashboa
 
 
 def _panel(key: str, title: str, subtitle: str, metric: str, labels: dict, legend: str):
-    from evidently.sdk.models import DashboardPanelPlot, PanelMetric  # lazy: Evidently (~2 s), see __init__
+    from evidently.sdk.models import (  # lazy: Evidently (~2 s), see __init__
+        DashboardPanelPlot,
+        PanelMetric,
+    )
 
     return DashboardPanelPlot(
         id=uuid.uuid5(_NAMESPACE, key), title=title, subtitle=subtitle, size="half",
@@ -32,7 +35,10 @@ def dashboard_model():
     A snapshot without a metric (no drift verdict under MIN_DRIFT_ROWS rows, no quality part under
     MIN_QUALITY_ROWS labelled rows) has no point on that panel: a gap, not a zero.
     """
-    from evidently.sdk.models import DashboardModel, DashboardTabModel  # lazy: Evidently, see __init__
+    from evidently.sdk.models import (  # lazy: Evidently, see __init__
+        DashboardModel,
+        DashboardTabModel,
+    )
 
     panels = [
         _panel("accuracy", "Accuracy", "labelled production rows, served predictions", "Accuracy",

@@ -44,11 +44,11 @@ def run(*args: str, env_extra: dict | None = None, cwd: Path | None = None, time
 
 
 def run_main(*args: str) -> Run:
-    """``mushroom_lib.cli.main`` (what the console script calls) in this process: same code, no startup cost.
+    """``mushroom_lib.cli.commands.main`` (what the console script calls) in this process: same code, no startup cost.
 
     An exception that escapes main() fails the test outright, as a traceback would.
     """
-    from mushroom_lib import cli
+    from mushroom_lib.cli import commands as cli
 
     out, err = io.StringIO(), io.StringIO()
     with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mushroom_lib.schema import read_csv_file, validate_frame
+from mushroom_lib.data.schema import read_csv_file, validate_frame
 from mushroom_lib.service import ModelService
 
 

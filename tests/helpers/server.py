@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mushroom_lib.ports import free_port
+from mushroom_lib.core.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "dashboards" / "app.ipynb"

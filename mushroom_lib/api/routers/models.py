@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from ... import registry as reg
+from ...registry import versions as reg
 from .. import schemas
 from ..config import get_service, require_read_key, require_write_key
 from ..errors import ApiError
