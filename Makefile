@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PORT   ?= 8866
 export DO_NOT_TRACK := 1
 
-.PHONY: all install data train retrain status dashboard test bench report ui clean
+.PHONY: all install data train retrain status dashboard test test-fast lint bench report ui clean
 
 all: install data train status dashboard
 
@@ -40,8 +40,17 @@ report: install
 ui: install
 	$(BIN)/mushroom ui
 
+# every tier (what CI runs): unit, data, model, system
 test: install
 	$(BIN)/python -m pytest -q
+
+# the unit tier only: synthetic frames, no trained home (well under 2 minutes)
+test-fast: install
+	$(BIN)/python -m pytest -q tests/unit
+
+lint: install
+	$(BIN)/lint-imports
+	$(BIN)/ruff check mushroom_lib
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
