@@ -213,7 +213,7 @@ def _explain_partition(exc: PartitionError, ddf, where, start: int) -> SchemaErr
         lay, k = where[i]
         try:
             frame = ddf.partitions[i].compute(scheduler="sync")
-        except PartitionError as err:
+        except PartitionError:
             if i < start:
                 continue
             explain_file(lay.path, lay.source)  # the schema's sentence for the file's first problem

@@ -36,7 +36,7 @@ def prefetch(items: Iterable, depth: int = 1) -> Iterator:
                 if not put(item):
                     return
             put(_DONE)
-        except BaseException as exc:  # handed to the consumer
+        except BaseException as exc:  # noqa: BLE001 (not swallowed: the consumer raises it in its own thread)
             put(exc)
         finally:
             if hasattr(items, "close"):
@@ -82,7 +82,7 @@ def background_writes(out, depth: int = 2, timed: dict | None = None,
                         os.fdatasync(out.fileno())
                     if timed is not None:
                         timed["write"] = timed.get("write", 0.0) + time.perf_counter() - t
-                except BaseException as exc:  # raised in the caller's thread at its next write or at the end
+                except BaseException as exc:  # noqa: BLE001 (raised in the caller's thread at its next write)
                     failed.append(exc)
 
     def write(data: bytes | str) -> None:

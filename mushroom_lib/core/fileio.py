@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+log = logging.getLogger("mushroom_lib")
+
 
 def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable."""
+    """Make a rename in ``folder`` durable (a file system that cannot sync a folder is logged, not fatal: the
+    rename itself is atomic, only its durability across a power loss is then the file system's)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
+    except OSError as exc:
+        log.warning("cannot open %s to make a rename durable: %s", folder, exc)
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        log.warning("cannot fsync %s after a rename: %s", folder, exc)
     finally:
         os.close(fd)
 

@@ -182,7 +182,7 @@ def run_notebook(settings: Settings, kind: str, parameters: dict, *, progress: b
             # shutdown of a kernel holding Evidently takes seconds
         except PapermillExecutionError as exc:
             error = NotebookError(f"{source.name} failed ({exc.ename}: {exc.evalue})")
-        except Exception as exc:  # the kernel died or never answered: recorded by the caller, then raised
+        except Exception as exc:  # noqa: BLE001 (the kernel died or never answered: recorded, then raised)
             error = exc
         reported = read_json(run.outcome_path, None) if outcome else None
     name = (reported or {}).get("model_version") or (version() if callable(version) else version)

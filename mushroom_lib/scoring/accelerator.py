@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from typing import Callable
 
@@ -28,6 +29,8 @@ import numpy as np
 from ..core.fileio import atomic_write_bytes
 from ..data.schema import CODES, FEATURES
 from ..model.known import KnownSet, arrays_digest
+
+log = logging.getLogger("mushroom_lib")
 
 #: Code lists per feature, in CODES order; a row's code index for feature f indexes CODE_LIST[f].
 CODE_LIST: dict[str, list[str]] = {f: list(CODES[f]) for f in FEATURES}
@@ -350,8 +353,9 @@ class ScoringPlan:
                        "weights": meta["weights"], "const_p": meta["const_p"]}
                 seen = [z[f"seen_{j:02d}"].astype(bool) for j in range(n)]
                 known = KnownSet.from_arrays(z) if "known_keys" in z.files else None
-        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
-            return None  # a damaged file is no plan: the model is loaded instead
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            log.warning("scoring plan %s is damaged (%s); the model file is loaded instead", path, exc)
+            return None
         if any(len(t) != len(CODES[f]) or len(m) != len(CODES[f]) for t, m, f in zip(emb.tables, seen, FEATURES)):
             return None
         return cls(meta["version"], meta["threshold"], meta.get("model_sha256"), emb, knn, seen, known)
