@@ -10,6 +10,12 @@
 * **leave-family-out**: each (odor, spore-print-color) family with a poisonous member is removed from the
   data; the rest is split 80/20 and fitted; the family's poisonous members called edible, without and
   with the rules.
+* **grouped folds**: ``--folds`` (30) seeded folds, each leaving out a random group of 3 to 6 (odor,
+  spore-print-color) families at once (redrawn until the group holds a poisonous family, so every fold
+  can show a false edible), the way a region's species are missing from a field guide; the rest is split
+  80/20 (seed 1000 + fold), fitted as `mushroom train` fits, and the left-out rows and the rest's holdout
+  are scored as a user is answered: false_edible on the left-out rows and on the holdout, the accuracy
+  and uncertain share on the holdout, by the model alone and with the rules.
 
 Not a test (the tests assert the headline figures); the numbers go into the closing note. Runnable alone:
 ``.venv/bin/python benchmarks/safety_sweep.py [--parts seeds random unseen families] [--seeds ...]
@@ -146,10 +152,51 @@ def families(df: pd.DataFrame, seed: int = 42) -> list[dict]:
     return out
 
 
+def family_groups(df: pd.DataFrame, folds: int = 30, seed: int = 0, sizes: tuple[int, int] = (3, 6)) -> list[list]:
+    """Per fold a random group of 3-6 (odor, spore-print-color) families holding at least one poisonous family."""
+    pois = df.groupby(["odor", "spore-print-color"])[TARGET].agg(lambda s: bool((s == "p").any()))
+    names = list(pois.index)
+    out = []
+    for fold in range(folds):
+        rng = np.random.default_rng([seed, fold])
+        while True:
+            k = int(rng.integers(sizes[0], sizes[1] + 1))
+            pick = [names[i] for i in sorted(rng.choice(len(names), size=k, replace=False))]
+            if any(pois[n] for n in pick):
+                out.append(pick)
+                break
+    return out
+
+
+def grouped_fold(df: pd.DataFrame, families: list, fold: int) -> dict:
+    """Leave the families out, fit on 80% of the rest, score the left-out rows and the rest's holdout."""
+    out = pd.MultiIndex.from_frame(df[["odor", "spore-print-color"]]).isin(families)
+    left, rest = df[out], df[~out]
+    seed = 1000 + fold
+    train, hold = split(rest, seed)
+    trained, loaded = fitted(train, M.ModelConfig(seed=seed))
+    rows = pd.concat([left, hold])
+    scored = Scorer(loaded).score(rows[FEATURES].reset_index(drop=True))
+    y = M.to_binary(rows[TARGET])
+    is_left = np.r_[np.ones(len(left), bool), np.zeros(len(hold), bool)]
+    called = (scored["prediction"] == M.LABELS_P).to_numpy()
+    model = M.decide(scored["p_poisonous"].to_numpy(), loaded.threshold) == 1
+    fe = (y == 1) & ~called
+    return {"part": "grouped", "fold": fold, "families": " ".join(f"{o}{s}" for o, s in families),
+            "left_poisonous": int(((y == 1) & is_left).sum()), "left_edible": int(((y == 0) & is_left).sum()),
+            "threshold": loaded.threshold,
+            "fe_left_model": int(((y == 1) & ~model & is_left).sum()), "fe_left": int((fe & is_left).sum()),
+            "fe_holdout": int((fe & ~is_left).sum()),
+            "accuracy_holdout": float((called == (y == 1))[~is_left].mean()),
+            "uncertain_holdout": float(scored["uncertain"].to_numpy()[~is_left].mean()),
+            "edible_left_called_edible": int(((y == 0) & ~called & is_left).sum())}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", nargs="+", default=["seeds", "random", "unseen", "families"],
-                    choices=["seeds", "random", "unseen", "families"])
+    ap.add_argument("--parts", nargs="+", default=["seeds", "random", "unseen", "families", "grouped"],
+                    choices=["seeds", "random", "unseen", "families", "grouped"])
+    ap.add_argument("--folds", type=int, default=30, help="grouped folds (default 30)")
     ap.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
     ap.add_argument("--configs", nargs="+", default=["default"], choices=list(CONFIGS))
     ap.add_argument("--json", action="store_true", help="print the rows as JSON lines instead of tables")
@@ -201,6 +248,23 @@ def main(argv: list[str] | None = None) -> int:
                     f"{r['nearest_min']}")
         if not args.json:
             print(f"{'total':36} {'':5} {total[0]:5d} | {total[1]:8d} {total[2]:8d} |")
+    if "grouped" in args.parts:
+        if not args.json:
+            print(f"\n{'fold':>4} {'families left out':28} {'pois':>5} | {'FE model':>8} {'FE rules':>8} | "
+                  f"{'FE hold':>7} {'acc hold':>8} {'unc%':>5} | {'thresh':>6}")
+        rows = []
+        for fold, fams in enumerate(family_groups(df, args.folds)):
+            r = grouped_fold(df, fams, fold)
+            rows.append(r)
+            show(r, f"{fold:4d} {r['families']:28} {r['left_poisonous']:5d} | {r['fe_left_model']:8d} "
+                    f"{r['fe_left']:8d} | {r['fe_holdout']:7d} {r['accuracy_holdout']:8.4f} "
+                    f"{100 * r['uncertain_holdout']:5.2f} | {r['threshold']:6.4f}")
+        if not args.json:
+            print(f"  {len(rows)} folds: false_edible on the left-out rows {sum(r['fe_left'] for r in rows)} "
+                  f"(model alone {sum(r['fe_left_model'] for r in rows)}), on the holdouts "
+                  f"{sum(r['fe_holdout'] for r in rows)}; holdout accuracy min "
+                  f"{min(r['accuracy_holdout'] for r in rows):.4f}, median "
+                  f"{statistics.median(r['accuracy_holdout'] for r in rows):.4f}")
     return 0
 
 
