@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import zipfile
 
 import numpy as np
 
@@ -284,6 +285,20 @@ class LabelTable:
             return np.full(len(keys), -1, dtype=np.int8)
         i = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
         return np.where(self.keys[i] == keys, self.labels[i], -1).astype(np.int8)
+
+
+def load_verified(path, digest: str, cutoff: int, pure_min_count: int | None) -> dict[str, np.ndarray]:
+    """The arrays of a stored known set when they are exactly the ones a record names (their sha256, the cutoff,
+    the pure-code minimum when the record has one); ValueError for anything else (truncated, unreadable, changed)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} cannot be read ({type(exc).__name__})") from None
+    same = arrays_digest(arrays) == digest and int(arrays.get("known_cutoff", -1)) == cutoff
+    if not same or (pure_min_count is not None and int(arrays.get("known_pure_min_count", -1)) != pure_min_count):
+        raise ValueError(f"{path} is not the known set its record names")
+    return arrays
 
 
 def arrays_digest(arrays: dict) -> str:

@@ -239,31 +239,18 @@ class Registry:
                            known)
 
     def known_arrays(self, version: str, record: dict) -> dict:
-        """The arrays of a version's known.npz (its known set and per-version rule tables) after checking them
-        against the record: their sha256, the cutoff and the pure-code minimum. Anything else (a truncated,
-        unreadable or changed file) refuses the version with the sentence of a tampered model file."""
-        import zipfile
+        """The arrays of a version's known.npz (its known set and per-version rule tables), exactly the ones its
+        record names; a truncated, unreadable or changed file refuses the version like a tampered model file."""
+        from ..model.known import load_verified  # lazy: see load
 
-        import numpy as np  # lazy: reading records needs no numpy
-
-        from ..model.known import arrays_digest  # lazy: see load
-
-        tampered = RegistryError(f"{version}: {KNOWN} does not match the sha256 in its record (the file was "
-                                 "changed after registration); refusing to load it")
         path = self.models_dir / version / KNOWN
         if not path.exists():
             raise RegistryError(f"{version}: {KNOWN} is missing")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {name: z[name] for name in z.files}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            raise tampered from None
-        if arrays_digest(arrays) != record["known_sha256"] or int(arrays.get("known_cutoff", -1)) != record["cutoff"]:
-            raise tampered
-        if "pure_code_min_count" in record and int(arrays.get("known_pure_min_count", -1)) != \
-                record["pure_code_min_count"]:
-            raise tampered
-        return arrays
+            return load_verified(path, record["known_sha256"], record["cutoff"], record.get("pure_code_min_count"))
+        except ValueError:
+            raise RegistryError(f"{version}: {KNOWN} does not match the sha256 in its record (the file was "
+                                "changed after registration); refusing to load it") from None
 
     def without_record(self) -> list[str]:
         """Versions made before records existed (they need ``training.upgrade.upgrade_home``); a stat per version."""

@@ -180,21 +180,13 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
     will_promote = promote and (reason is None or force)
     calib = M.calibration_facts(trained.p_oof, trained.y, M.p_poisonous(trained.pipeline, holdout),
                                 holdout[TARGET].to_numpy())
-    extra = {"feedback_rows": n_feedback,
-             "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
-             "distinct_training_rows": len(distinct), "duplicate_rows_dropped": len(rows) - len(distinct)
-             - int(np.isin(keys_of(_codes(rows)), conflicts).sum()),
-             "conflicting_rows": [_code_string(k) for k in conflicts[:1000]],
-             "conflicting_rows_total": len(conflicts),
-             "oof_metrics": trained.oof_metrics, "operating_point": trained.operating_point,
-             "pure_codes": known.pure_codes(),
+    extra = {**_record_extra(settings, rows, n_feedback, split, trained, known, distinct, conflicts),
              "rules_holdout": rules_holdout, "calibration": calib,
              "champion_rescored": ({"version": previous, "holdout_metrics": champion.metrics} if champion.metrics
                                    else {"version": previous, "note": champion.note} if previous else None),
              "gate": {"passed": reason is None, "reason": reason, "forced": bool(force and reason),
                       "accept_lower": bool(accept_lower), "confirmed_contradicting_rows": check.contradicting,
                       "accuracy_without_contradicting_rows": check.accuracy_without},
-             "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(holdout)},
              **(record_extra or {})}
     version = registry.register(
         trained.pipeline, threshold=trained.threshold, trigger=trigger, params=cfg.to_dict(),
@@ -214,6 +206,20 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
         write_reference(settings, LoadedModel(version, trained.pipeline, trained.threshold, {}, known))
     return TrainResult(version, metrics, trained.threshold, promoted, reason, time.perf_counter() - start,
                        len(rows), n_feedback, previous, champion.metrics, trained.oof_metrics)
+
+
+def _record_extra(settings: Settings, rows: pd.DataFrame, n_feedback: int, split, trained, known: KnownSet,
+                  distinct: pd.DataFrame, conflicts: np.ndarray) -> dict:
+    """The record's facts about the training rows, the operating point and the pure codes."""
+    return {"feedback_rows": n_feedback,
+            "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
+            "distinct_training_rows": len(distinct), "duplicate_rows_dropped": len(rows) - len(distinct)
+            - int(np.isin(keys_of(_codes(rows)), conflicts).sum()),
+            "conflicting_rows": [_code_string(k) for k in conflicts[:1000]],
+            "conflicting_rows_total": len(conflicts),
+            "oof_metrics": trained.oof_metrics, "operating_point": trained.operating_point,
+            "pure_codes": known.pure_codes(),
+            "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(split[1])}}
 
 
 def _gate_input(settings: Settings, cfg: M.ModelConfig, rows: pd.DataFrame, split, metrics: dict, champion,
