@@ -211,9 +211,9 @@ class KnownSet:
         masked = np.array([(key - c * pl) * _SLOT + j for j, (c, pl) in enumerate(zip(row, _PLACE_LIST))],
                           dtype=np.int64)
         found, poisonous = self._one_away(masked)
-        if found.any():
-            return min(1, self.cutoff), (1 << int(np.argmax(poisonous)) if poisonous.any() and self.cutoff > 1
-                                         else NO_NEAR)
+        if np.count_nonzero(found):
+            return min(1, self.cutoff), (1 << int(np.argmax(poisonous)) if np.count_nonzero(poisonous)
+                                         and self.cutoff > 1 else NO_NEAR)
         if self.cutoff > 2:
             d, near = hamming_nearest(np.array([row], dtype=np.int16), codes_of(self.keys), self.labels)
             return int(min(d[0], self.cutoff)), (int(near[0]) if d[0] < self.cutoff else NO_NEAR)

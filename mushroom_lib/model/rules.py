@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.schema import CODES, FEATURES
-from .known import _NF, NO_NEAR, OFFSET, KnownSet, LabelTable, code_name
+from .known import NO_NEAR, OFFSET, KnownSet, LabelTable, code_name
 
 #: The rule that decided each row (``Decision.rule``), in order of precedence; 0 = the model's own call.
 RULES = ("model", "unseen_code", "conflicting_reports", "far_from_known", "pure_poisonous_code",
@@ -63,31 +63,43 @@ def seen_flat(seen: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(m, dtype=bool) for m in seen])
 
 
-def unseen_codes(codes: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """'feature=code;…' per row for valid codes outside the flat ``seen`` table ('' for most rows)."""
-    out = np.full(len(codes), "", dtype=object)
+def _blank(n: int) -> np.ndarray:
+    """n empty strings (an object array; np.empty + fill is several times cheaper than np.full for one row)."""
+    out = np.empty(n, dtype=object)
+    out[:] = ""
+    return out
+
+
+def unseen_codes(codes: np.ndarray, seen: np.ndarray, flat: np.ndarray | None = None) -> np.ndarray:
+    """'feature=code;…' per row for valid codes outside the flat ``seen`` table ('' for most rows); ``flat``:
+    the rows' indices into flat tables (codes + OFFSET) when the caller has them."""
+    out = _blank(len(codes))
     if not len(codes):
         return out
-    missing = ~seen[codes.astype(np.int64) + OFFSET[None, :]]
-    for r in np.flatnonzero(missing.any(axis=1)).tolist():
-        out[r] = ";".join(_NAMES[j][codes[r, j]] for j in np.flatnonzero(missing[r]).tolist())
+    missing = ~seen[codes.astype(np.int64) + OFFSET if flat is None else flat]
+    if np.count_nonzero(missing):
+        for r in np.nonzero(missing.any(axis=1))[0].tolist():
+            out[r] = ";".join(_NAMES[j][codes[r, j]] for j in np.nonzero(missing[r])[0].tolist())
     return out
 
 
 def evidence(known: KnownSet | None, seen: np.ndarray, codes: np.ndarray) -> Evidence:
     """The look-ups every rule needs for rows of code indices (n, 22); ``seen``: the version's flat seen table."""
     n = len(codes)
-    unseen = unseen_codes(codes, seen)
+    flat = codes.astype(np.int64) + OFFSET
+    unseen = unseen_codes(codes, seen, flat)
+    none = np.full(n, -1, dtype=np.int64)
     if known is None:  # a model built by hand: only unseen codes rule
-        none = np.full(n, -1, dtype=np.int64)
         return Evidence(unseen, np.zeros(n, dtype=bool), none, none.copy(), none.copy(), np.zeros(n, np.int64), 0)
     nearest, near = known.lookup(codes)
-    rows = known.pure[codes.astype(np.int64) + OFFSET[None, :]] if n else np.zeros((0, _NF), np.int64)
-    has = rows > 0
-    first = np.argmax(has, axis=1)
-    anyp = has.any(axis=1)
-    pure = np.where(anyp, codes[np.arange(n), first].astype(np.int64) + OFFSET[first], -1)
-    pure_rows = np.where(anyp, rows[np.arange(n), first], 0)
+    counts = known.pure[flat]
+    pure, pure_rows = none, np.zeros(n, dtype=np.int64)
+    if np.count_nonzero(counts):  # the first pure-poisonous code of each row, in feature order
+        has = counts > 0
+        first = np.argmax(has, axis=1)
+        found = has[np.arange(n), first]
+        pure = np.where(found, flat[np.arange(n), first], -1)
+        pure_rows = np.where(found, counts[np.arange(n), first], 0)
     return Evidence(unseen, known.conflicting(codes), nearest, near, pure, pure_rows, known.cutoff)
 
 
@@ -101,32 +113,33 @@ def decide(p: np.ndarray, threshold: float, ev: Evidence, *, skip: frozenset[str
     and facts agree. A row called poisonous only because p >= threshold is in the uncertain band.
     """
     p = np.asarray(p, dtype=np.float64)
-    unseen = ev.unseen.astype(bool) if "unseen_code" not in skip else np.zeros(len(p), bool)
-    conflict = ev.conflict if "conflicting_reports" not in skip else np.zeros(len(p), bool)
-    far = (ev.nearest >= ev.cutoff) & (ev.cutoff > 0) & ("far_from_known" not in skip)
-    pure = (ev.pure >= 0) & ("pure_poisonous_code" not in skip)
-    near = (ev.near_poisonous != NO_NEAR) & ("nearest_known_poisonous" not in skip)
+    off = np.zeros(len(p), dtype=bool)
+    unseen = off if "unseen_code" in skip else ev.unseen.astype(bool)  # '' is False
+    conflict = off if "conflicting_reports" in skip else ev.conflict
+    far = off if "far_from_known" in skip or ev.cutoff <= 0 else ev.nearest >= ev.cutoff
+    pure = off if "pure_poisonous_code" in skip else ev.pure >= 0
+    near = off if "nearest_known_poisonous" in skip else ev.near_poisonous != NO_NEAR
     voted = p >= threshold
     confident = voted & (p >= 0.5)
     forced = unseen | conflict | far
-    veto = (pure | near) & ~forced & ~confident
-    band = voted & ~confident & ~forced & ~veto & ("uncertain_band" not in skip)
-    rule = np.zeros(len(p), dtype=np.int8)  # assigned in reverse precedence: the first rule that applies wins
-    for mask, code in ((band, BAND), (veto & near, NEAR), (veto & pure, PURE), (far, FAR), (conflict, CONFLICT),
-                       (unseen, UNSEEN)):
-        rule[mask] = code
-    uncertain = rule > 0
-    return Decision((voted | forced | veto).astype(np.int8), uncertain, _reasons(rule, ev, p, threshold), rule)
+    veto = (pure | near) & ~(forced | confident)
+    band = off if "uncertain_band" in skip else voted & ~(confident | forced | veto)
+    rule = np.zeros(len(p), dtype=np.int8)
+    if np.count_nonzero(forced | veto | band):  # assigned in reverse precedence: the first rule that applies wins
+        for mask, code in ((band, BAND), (veto & near, NEAR), (veto & pure, PURE), (far, FAR),
+                           (conflict, CONFLICT), (unseen, UNSEEN)):
+            rule[mask] = code
+    return Decision((voted | forced | veto).astype(np.int8), rule > 0, _reasons(rule, ev, p, threshold), rule)
 
 
 def _reasons(rule: np.ndarray, ev: Evidence, p: np.ndarray, threshold: float) -> np.ndarray:
     """The sentence per row ('' where the model's own call stands), each distinct sentence formatted once."""
-    reason = np.full(len(rule), "", dtype=object)
-    if not rule.any():
+    reason = _blank(len(rule))
+    if not np.count_nonzero(rule):
         return reason
     for code, detail in ((UNSEEN, ev.unseen), (CONFLICT, None), (FAR, None), (PURE, ev.pure),
                          (NEAR, ev.near_poisonous), (BAND, p)):
-        rows = np.flatnonzero(rule == code)
+        rows = np.nonzero(rule == code)[0]
         if not len(rows):
             continue
         if detail is None:
