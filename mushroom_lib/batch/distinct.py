@@ -1,5 +1,6 @@
 """Numbering the distinct rows of a batch file: each row is one non-negative integer key, and ``RowIds`` gives
-every key a number (in order of first sight, across chunks) without sorting the chunk.
+every key a number (0, 1, ... as keys are first met, chunk by chunk; the same key keeps its number across
+chunks) without sorting the chunk.
 
 Scoring and rendering then happen once per number. Used by both readers of ``mushroom predict``.
 """
