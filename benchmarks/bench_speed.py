@@ -169,21 +169,20 @@ def check_answers(home: Path, inp: Path, out: Path) -> dict:
 
 
 def pipeline_plus_rules(loaded, inp: Path, p_pipe):
-    """0/1 calls of the Pipeline's p plus the known-set rules (unseen code, conflict, beyond the cutoff)."""
+    """0/1 calls of the Pipeline's p plus the safety rules (``model.rules``), on the encoder's own seen codes."""
     import numpy as np
     import pandas as pd
 
     from mushroom_lib.data.schema import FEATURES
     from mushroom_lib.model import pipeline as M
-    from mushroom_lib.model.known import apply_rules
-    from mushroom_lib.scoring.scorer import Scorer, feature_codes, row_keys
+    from mushroom_lib.model import rules, threshold
+    from mushroom_lib.scoring.scorer import feature_codes, row_keys
 
     codes = feature_codes(pd.read_csv(inp, dtype=str, keep_default_na=False, usecols=FEATURES)[FEATURES])
     _, first, inverse = np.unique(row_keys(codes), return_index=True, return_inverse=True)
-    distinct, t, known = codes[first], loaded.threshold, loaded.known
-    called, _, _ = apply_rules(M.decide(p_pipe[first], t), M.uncertain(p_pipe[first], t), p_pipe[first], t,
-                               Scorer(loaded).unseen_codes(distinct), known.nearest(distinct),
-                               known.conflicting(distinct), known.cutoff)
+    distinct = codes[first]
+    seen = threshold.seen_table(M.seen_codes(loaded.pipeline))
+    called = rules.decide(p_pipe[first], loaded.threshold, rules.evidence(loaded.known, seen, distinct)).called
     return np.asarray(called)[inverse.ravel()]
 
 

@@ -76,7 +76,8 @@ def cmd_train(settings, args) -> int:
         return 0
     from ..training.train import train  # lazy: pandas and the training stack
 
-    res = train(settings, _config_from(args), trigger="manual", promote=not args.no_promote, force=args.force)
+    res = train(settings, _config_from(args), trigger="manual", promote=not args.no_promote, force=args.force,
+                accept_lower=args.accept_lower)
     state = "champion" if res.promoted else ("rejected: " + res.reason if res.reason else "registered, not promoted")
     print(f"{res.version} ({state}); trained on {res.training_rows} rows ({res.feedback_rows} feedback) "
           f"in {res.seconds:.1f}s")
@@ -336,6 +337,8 @@ def _add_model_commands(sub) -> None:
     t.add_argument("--n-estimators", type=int, default=None)
     t.add_argument("--no-promote", action="store_true", help="register only")
     t.add_argument("--force", action="store_true", help="promote even if the safety gate refuses")
+    t.add_argument("--accept-lower", action="store_true", help="a reviewer accepts a lower holdout accuracy (from "
+                   "confirmed feedback rows that contradict the dataset); false_edible may still never rise")
     t.add_argument("--notebook", action="store_true", help="run notebooks/train.ipynb through papermill")
     t.add_argument("--resplit", action="store_true", help="make a new train/holdout split (needed after "
                    "`mushroom data` brought a different dataset)")

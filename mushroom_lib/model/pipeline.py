@@ -13,6 +13,8 @@ import numpy as np
 
 from ..core.vocab import CODE_TO_WORD, EDIBLE, POISONOUS
 from ..data.schema import FEATURES
+from . import threshold as T
+from .known import PURE_MIN_COUNT
 
 if TYPE_CHECKING:  # scikit-learn and pandas are imported where used: scoring from a saved plan does without them
     import pandas as pd
@@ -36,15 +38,15 @@ class ModelConfig:
     classifier: str = "knn"          #: knn | extra_trees | random_forest
     n_neighbors: int = 10            #: knn
     n_estimators: int = 300          #: tree ensembles
-    accuracy_floor: float = 0.975    #: the threshold is the lowest whose out-of-fold accuracy reaches this
     max_threshold: float = 0.5       #: never less safe than the plain majority vote
+    pure_min_count: int = PURE_MIN_COUNT  #: known rows a code needs, all poisonous, to be a pure-poisonous code
     cv_folds: int = 5
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict | None) -> "ModelConfig":
+    def from_dict(cls, data: dict | None) -> ModelConfig:
         known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
@@ -115,44 +117,22 @@ def decide(p: np.ndarray, threshold: float) -> np.ndarray:
     return (np.asarray(p) >= threshold).astype(np.int8)
 
 
-def uncertain(p: np.ndarray, threshold: float, upper: float = 0.5) -> np.ndarray:
-    """Rows called poisonous only because of the safety threshold: threshold <= p < upper."""
-    p = np.asarray(p)
-    return (p >= threshold) & (p < max(upper, threshold))
-
-
-def choose_threshold(p_oof: np.ndarray, y: np.ndarray, cfg: ModelConfig) -> float:
-    """The lowest threshold whose out-of-fold accuracy reaches the floor (capped at max_threshold).
-
-    Lower thresholds call more rows poisonous: fewer false-edible at some cost in accuracy. Chosen on
-    training data only (out-of-fold probabilities), never on the holdout.
-    """
-    p_oof, y = np.asarray(p_oof, dtype=float), np.asarray(y)
-    cands = np.unique(np.r_[p_oof, cfg.max_threshold])
-    cands = cands[cands <= cfg.max_threshold]
-    order = np.argsort(p_oof)
-    ps, ys = p_oof[order], y[order]
-    # For threshold t: errors = poisonous with p < t (false edible) + edible with p >= t (false poisonous).
-    n = len(ps)
-    pos_below = np.searchsorted(ps, cands, side="left")
-    cum_pos = np.r_[0, np.cumsum(ys == 1)]
-    fe = cum_pos[pos_below]
-    neg_above = (ys == 0).sum() - (pos_below - cum_pos[pos_below])
-    acc = 1 - (fe + neg_above) / max(n, 1)
-    ok = cands[acc >= cfg.accuracy_floor]
-    return float(ok.min()) if len(ok) else float(cfg.max_threshold)
-
-
-def out_of_fold(cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> np.ndarray:
-    """Out-of-fold p_poisonous on the training rows (for the threshold)."""
-    from sklearn.model_selection import (  # lazy: see the module docstring
-        StratifiedKFold,
-        cross_val_predict,
+def out_of_fold(cfg: ModelConfig, X: pd.DataFrame, y: np.ndarray) -> tuple[np.ndarray, list]:
+    """Out-of-fold p_poisonous on the training rows, and per fold (its rows, the rules' evidence on them from
+    the fold's own known set and seen codes): what the threshold is chosen on."""
+    from sklearn.model_selection import (
+        StratifiedKFold,  # lazy: see the module docstring
     )
 
     folds = StratifiedKFold(n_splits=cfg.cv_folds, shuffle=True, random_state=cfg.seed)
-    proba = cross_val_predict(build_pipeline(cfg), X[FEATURES], y, cv=folds, method="predict_proba")
-    return proba[:, 1]
+    codes = T.frame_codes(X)
+    p, parts = np.zeros(len(y)), []
+    for train, test in folds.split(codes, y):
+        pipe = build_pipeline(cfg).fit(X.iloc[train][FEATURES], y[train])
+        p[test] = p_poisonous(pipe, X.iloc[test])
+        parts.append((test, T.fold_evidence(codes, y, train, test, T.seen_table(seen_codes(pipe)),
+                                            cfg.pure_min_count)))
+    return p, parts
 
 
 @dataclass
@@ -165,15 +145,23 @@ class Trained:
     oof_metrics: dict = field(default_factory=dict)
     p_oof: np.ndarray | None = None
     y: np.ndarray | None = None
+    operating_point: dict = field(default_factory=dict)
 
 
 def fit(X: pd.DataFrame, labels, cfg: ModelConfig) -> Trained:
-    """Choose the threshold out-of-fold, then fit the whole pipeline on all given rows."""
+    """Choose the threshold on out-of-fold votes after the rules, then fit the whole pipeline on all rows."""
     y = to_binary(labels)
-    p_oof = out_of_fold(cfg, X, y)
-    threshold = choose_threshold(p_oof, y, cfg)
+    p_oof, parts = out_of_fold(cfg, X, y)
+    ruled = T.ruled_rows(p_oof, parts)
+    threshold = T.choose_threshold(p_oof, y, ruled, cfg.max_threshold)
+    called = (ruled | (p_oof >= threshold)).astype(np.int8)
+    oof = metrics(p_oof, y, threshold, pred=called)
+    point = {"rule": T.OPERATING_RULE, "threshold": threshold, "out_of_fold_false_edible": oof["false_edible"],
+             "out_of_fold_accuracy": oof["accuracy"], "out_of_fold_rows": len(y),
+             "out_of_fold_rows_ruled": int(ruled.sum()), "rules_out_of_fold": T.fold_rule_counts(p_oof, threshold,
+                                                                                                  parts)}
     pipe = build_pipeline(cfg).fit(X[FEATURES], y)
-    return Trained(pipe, threshold, cfg, metrics(p_oof, y, threshold), p_oof, y)
+    return Trained(pipe, threshold, cfg, oof, p_oof, y, point)
 
 
 def reliability(p: np.ndarray, y, bins: int = 10) -> list[dict]:
@@ -235,7 +223,7 @@ def metrics(p: np.ndarray, y, threshold: float, pred: np.ndarray | None = None) 
         "false_poisonous": int(fp),
         "confusion_matrix": {"labels": ["edible", "poisonous"], "rows_true_cols_pred": [[int(tn), int(fp)],
                                                                                         [int(fn), int(tp)]]},
-        "n": int(len(y)),
+        "n": len(y),
         "threshold": float(threshold),
     }
 

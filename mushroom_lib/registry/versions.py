@@ -114,6 +114,9 @@ def check_record(record: dict) -> None:
             raise bad("holdout_metrics", f"a set of finite shares ({key}={value})")
         if key in ("false_edible", "false_poisonous", "n") and not (isinstance(value, int) and value >= 0):
             raise bad("holdout_metrics", f"a set of counts >= 0 ({key}={value})")
+    m = record.get("pure_code_min_count", 1)
+    if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= 10 ** 6:
+        raise bad("pure_code_min_count", "a whole number from 1 to 1000000")
     for key in ("model_sha256", "known_sha256"):
         if not isinstance(record.get(key), str) or len(record[key]) != 64:
             raise bad(key, "a sha256")
@@ -231,16 +234,23 @@ class Registry:
             raise RegistryError(f"{meta['version']} was made before version records and has not been upgraded "
                                 "yet; any `mushroom` command or a ModelService upgrades it")
         record = self.verified_record(meta["version"], digest)
-        known_path = self.models_dir / meta["version"] / KNOWN
-        try:
-            known = KnownSet.load(known_path)
-        except (OSError, ValueError, KeyError) as exc:
-            raise RegistryError(f"{meta['version']}: {KNOWN} cannot be read ({exc})") from None
-        if known.digest() != record["known_sha256"] or known.cutoff != record["cutoff"]:
-            raise RegistryError(f"{meta['version']}: {KNOWN} does not match its record (changed after "
-                                "registration); refusing to load it")
+        known = KnownSet.from_arrays(self.known_arrays(meta["version"], record))
         return LoadedModel(meta["version"], pipeline, float(record["threshold"]), self.metadata(meta["version"]),
                            known)
+
+    def known_arrays(self, version: str, record: dict) -> dict:
+        """The arrays of a version's known.npz (its known set and per-version rule tables), exactly the ones its
+        record names; a truncated, unreadable or changed file refuses the version like a tampered model file."""
+        from ..model.known import load_verified  # lazy: see load
+
+        path = self.models_dir / version / KNOWN
+        if not path.exists():
+            raise RegistryError(f"{version}: {KNOWN} is missing")
+        try:
+            return load_verified(path, record["known_sha256"], record["cutoff"], record.get("pure_code_min_count"))
+        except ValueError:
+            raise RegistryError(f"{version}: {KNOWN} does not match the sha256 in its record (the file was "
+                                "changed after registration); refusing to load it") from None
 
     def without_record(self) -> list[str]:
         """Versions made before records existed (they need ``training.upgrade.upgrade_home``); a stat per version."""
@@ -314,6 +324,7 @@ class Registry:
                 "trigger": trigger,
                 "threshold": float(threshold),
                 "cutoff": int(known.cutoff),
+                "pure_code_min_count": int(known.pure_min_count),
                 "params": params,
                 "training_rows": int(training_rows),
                 "training_sha256": training_sha256,

@@ -39,7 +39,8 @@ def plan_scorer(settings: Settings, version: str) -> Scorer | None:
 
     A plan is used only if its content matches the plan sha256 in the version's verified record (range
     checks included) and it was made from the very model file the registry names (its sha256, checked
-    again here) with the record's threshold.
+    again here) with the record's threshold, and only while the version's known.npz checks out too: a
+    damaged known set refuses the version whether or not a plan exists (the registry's load says so).
     """
     try:
         reg = Registry(settings)
@@ -52,6 +53,7 @@ def plan_scorer(settings: Settings, version: str) -> Scorer | None:
         plan = ScoringPlan.load(path, model_sha256=sha, digest=digest) if path.exists() else None
         if plan is not None and plan.version == version and plan.threshold == float(record["threshold"]) \
                 and plan.known is not None and sha256_file(reg.models_dir / version / "model.skops") == sha:
+            reg.known_arrays(version, record)  # raises for a damaged known.npz: the registry's load refuses it
             return Scorer.from_plan(plan, RegistryLoader(settings, version))
     except (RegistryError, OSError, ValueError, KeyError, TypeError):
         return None  # the caller loads the model itself, and that load reports whatever is wrong

@@ -1,5 +1,6 @@
 """Scoring rows with one model version: the exact path (the fitted Pipeline's own predict_proba), the safety
-rules of ``known`` on every row, and the scored columns. Every caller scores through ``Scorer``.
+rules (``model.rules.decide``, the one implementation) on every row, and the scored columns. Every caller
+scores through ``Scorer``; its one-row path only lays the row out differently, then calls the same rules.
 
 ``Scorer`` scores each distinct row once (cached per version) and asks the accelerator (``accelerator.py``)
 for p_poisonous when the model has one; the accelerator hands rows it cannot decide exactly back to
@@ -20,7 +21,7 @@ import numpy as np
 from ..core.vocab import norm_column
 from ..data.schema import CODES, FEATURES, validate_frame
 from ..model import pipeline as M
-from ..model.known import apply_rules, reason_for
+from ..model import rules
 from ..model.known import keys_of as row_keys
 from .accelerator import (
     CODE_INDEX,
@@ -86,14 +87,16 @@ class Scorer:
         self.accelerator = Accelerator.for_model(loaded) if fast else None
         plan = self.accelerator.plan if self.accelerator is not None else None
         self._seen_mask = plan.seen_mask if plan is not None else seen_mask(M.seen_codes(loaded.pipeline))
+        self._seen = rules.seen_flat(self._seen_mask)
 
     @classmethod
-    def from_plan(cls, plan: ScoringPlan, load) -> "Scorer":
+    def from_plan(cls, plan: ScoringPlan, load) -> Scorer:
         """A scorer that needs no scikit-learn until ``load()`` (-> a loaded model) is needed for a fragile row."""
         self = cls.__new__(cls)
         self._setup(plan.version, plan.threshold, plan.known, loaded=None, load=load)
         self.accelerator = Accelerator(plan=plan)
         self._seen_mask = plan.seen_mask
+        self._seen = rules.seen_flat(plan.seen_mask)
         return self
 
     def _setup(self, version: str, threshold: float, known, *, loaded, load) -> None:
@@ -203,49 +206,29 @@ class Scorer:
     # -------------------------------------------------------------- the scored columns
     def unseen_codes(self, codes: np.ndarray) -> np.ndarray:
         """'col=code;...' per row for valid codes never seen in training ('' for most rows)."""
-        out = np.full(len(codes), "", dtype=object)
-        masks = [~m[codes[:, j]] for j, m in enumerate(self._seen_mask)]
-        for r in np.flatnonzero(np.logical_or.reduce(masks)).tolist():
-            out[r] = ";".join(f"{f}={CODE_LIST[f][codes[r, j]]}" for j, f in enumerate(FEATURES) if masks[j][r])
-        return out
+        return rules.unseen_codes(codes, self._seen)
+
+    def explain(self, codes: np.ndarray) -> tuple[np.ndarray, rules.Evidence, rules.Decision]:
+        """(p_poisonous, the rules' evidence, their decision) for distinct rows of code indices (n, 22)."""
+        keys = row_keys(codes)
+        p = self._p_distinct(codes, keys)
+        ev = rules.evidence(self.known, self._seen, codes)
+        return p, ev, rules.decide(p, self.threshold, ev)
 
     def score_codes(self, codes: np.ndarray) -> dict[str, np.ndarray]:
         """The scored columns (SCORED_COLUMNS order) as arrays for rows given as code indices (n, 22).
 
-        p_poisonous stays the model's vote; prediction, uncertain and reason follow ``known.apply_rules``.
+        p_poisonous stays the model's vote; prediction, uncertain and reason are ``rules.decide``'s.
         """
         self.stats["rows"] += len(codes)
         distinct, keys, inverse = _distinct(codes)
         p = self._p_distinct(distinct, keys)
-        if len(codes) == 1 and self.known is not None:
-            return self._score_one(distinct, p)
-        unseen = self.unseen_codes(distinct)
-        known = self.known
-        if known is not None:
-            nearest, conflict, cutoff = known.nearest(distinct), known.conflicting(distinct), known.cutoff
-        else:  # a model without a known set (built by hand): -1 says "not known", only unseen codes rule
-            nearest, conflict, cutoff = np.full(len(distinct), -1, dtype=np.int64), np.zeros(len(distinct), bool), 0
-        called, unc, reason = apply_rules(M.decide(p, self.threshold), M.uncertain(p, self.threshold), p,
-                                          self.threshold, unseen, nearest, conflict, cutoff)
-        cols = {"prediction": M.label_words(called), "p_poisonous": p, "uncertain": unc, "unseen_codes": unseen,
-                "nearest_known": nearest, "reason": reason,
+        ev = rules.evidence(self.known, self._seen, distinct)
+        decision = rules.decide(p, self.threshold, ev)
+        cols = {"prediction": M.label_words(decision.called), "p_poisonous": p, "uncertain": decision.uncertain,
+                "unseen_codes": ev.unseen, "nearest_known": ev.nearest, "reason": decision.reason,
                 "model_version": np.full(len(distinct), self.version, dtype=object)}
         return {c: cols[c] if inverse is None else cols[c][inverse] for c in SCORED_COLUMNS}
-
-    def _score_one(self, codes: np.ndarray, p: np.ndarray) -> dict[str, np.ndarray]:
-        """score_codes for one row in plain Python (the same rules as ``known.apply_rules``)."""
-        unseen = self.unseen_codes(codes)
-        near, conflict = self.known.one(codes[0].tolist())
-        p0, t, cutoff = float(p[0]), self.threshold, self.known.cutoff
-        far = near >= cutoff
-        forced = bool(unseen[0]) or conflict or far
-        band = t <= p0 < max(0.5, t)
-        unc = forced or band
-        word = M.LABELS_P if forced or p0 >= t else M.LABELS_E
-        reason = reason_for(unseen[0], conflict, far, unc, p0, t, cutoff) if unc else ""
-        return {"prediction": np.array([word], dtype=object), "p_poisonous": p, "uncertain": np.array([unc]),
-                "unseen_codes": unseen, "nearest_known": np.array([near], dtype=np.int64),
-                "reason": np.array([reason], dtype=object), "model_version": np.array([self.version], dtype=object)}
 
     def score(self, features):
         """A DataFrame of the scored columns (SCORED_COLUMNS) for a validated feature frame, on its index."""

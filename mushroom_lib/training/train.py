@@ -18,10 +18,21 @@ from ..data.dataset import frame_sha256, load_dataset, load_split
 from ..data.schema import FEATURES, TARGET, normalize_labels
 from ..feedback.store import FeedbackStore
 from ..model import pipeline as M
-from ..model.known import KnownSet, codes_of, keys_of
+from ..model.known import PURE_MIN_COUNT, KnownSet, codes_of, keys_of
 from ..registry.versions import LoadedModel, Registry, RegistryError
 from ..scoring.accelerator import ScoringPlan
 from ..scoring.scorer import CODE_LIST, Scorer, feature_codes
+from .evaluate import (
+    GateInput,
+    contradicting_feedback,
+    evaluate,
+    gate,
+    rescore_champion,
+    score_holdout,
+)
+
+__all__ = ["TrainResult", "distinct_rows", "fit_distinct", "gate", "known_set", "rebuild_known", "score_holdout",
+           "train", "training_rows", "write_reference"]
 
 
 @dataclass
@@ -89,16 +100,17 @@ def distinct_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     return out, conflicts
 
 
-def known_set(distinct: pd.DataFrame, conflicts: np.ndarray, train_split: pd.DataFrame) -> KnownSet:
+def known_set(distinct: pd.DataFrame, conflicts: np.ndarray, train_split: pd.DataFrame,
+              pure_min_count: int = PURE_MIN_COUNT) -> KnownSet:
     """The version's known set; its cutoff comes from the training split's rows (feedback excluded)."""
     return KnownSet.build(feature_codes(distinct[FEATURES]), M.to_binary(distinct[TARGET]), conflicts,
-                          feature_codes(train_split[FEATURES]))
+                          feature_codes(train_split[FEATURES]), pure_min_count)
 
 
 def fit_distinct(rows: pd.DataFrame, train_split: pd.DataFrame, cfg: M.ModelConfig):
     """Fit on the distinct, non-conflicting rows; returns (Trained, KnownSet, distinct rows, conflict keys)."""
     distinct, conflicts = distinct_rows(rows)
-    known = known_set(distinct, conflicts, train_split)
+    known = known_set(distinct, conflicts, train_split, cfg.pure_min_count)
     return M.fit(distinct[FEATURES], distinct[TARGET], cfg), known, distinct, conflicts
 
 
@@ -113,42 +125,6 @@ def rebuild_known(settings: Settings, meta: dict) -> tuple[KnownSet, str]:
         rows, how = split[0], "the training split (the version's training rows could not be rebuilt exactly)"
     distinct, conflicts = distinct_rows(rows)
     return known_set(distinct, conflicts, split[0]), how
-
-
-def score_holdout(loaded: LoadedModel, holdout: pd.DataFrame) -> dict:
-    """Holdout metrics of the calls a user gets (model + known-set rules), with uncertain share and Brier."""
-    scored = Scorer(loaded).score(holdout[FEATURES])
-    p = scored["p_poisonous"].to_numpy()
-    called = (scored["prediction"].to_numpy() == M.LABELS_P).astype(np.int8)
-    out = M.metrics(p, holdout[TARGET].to_numpy(), loaded.threshold, pred=called)
-    out["uncertain_share"] = float(scored["uncertain"].mean()) if len(scored) else 0.0
-    out["brier"] = M.brier(p, holdout[TARGET].to_numpy())
-    return out
-
-
-def rescore_champion(registry: Registry, version: str | None, holdout: pd.DataFrame) -> tuple[dict | None, str]:
-    """The champion's holdout metrics, scored now (never read from a stored file); (None, why) if it won't load."""
-    if version is None:
-        return None, ""
-    try:
-        return score_holdout(registry.load(version), holdout), ""
-    except RegistryError as exc:
-        return None, f"the champion {version} was not compared: it does not load ({exc})"
-
-
-def gate(candidate: dict, champion: dict | None, margin: float) -> str | None:
-    """None if the candidate may replace the champion, else the reason it may not."""
-    if not champion:
-        return None
-    if candidate["false_edible"] > champion["false_edible"]:
-        return (f"false_edible would rise from {champion['false_edible']} to {candidate['false_edible']} "
-                "on the holdout")
-    drop = champion["accuracy"] - candidate["accuracy"]
-    if drop > margin + 1e-12:
-        return (f"holdout accuracy would fall by {drop * 100:.2f} points "
-                f"({champion['accuracy']:.4f} -> {candidate['accuracy']:.4f}), more than the "
-                f"{margin * 100:.2f}-point margin")
-    return None
 
 
 def pca_coordinates(pipeline, X: pd.DataFrame) -> np.ndarray:
@@ -174,12 +150,13 @@ def write_reference(settings: Settings, loaded) -> int:
 
 def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str = "manual",
           promote: bool = True, force: bool = False, feedback: pd.DataFrame | None = None,
-          write_ref: bool = True, record_extra: dict | None = None) -> TrainResult:
+          write_ref: bool = True, record_extra: dict | None = None, accept_lower: bool = False) -> TrainResult:
     """Fit the whole pipeline on the distinct rows of train split + feedback, evaluate on the holdout (with the
-    known-set rules), register, gate, promote.
+    rules), register, gate, promote.
 
     The first model is always promoted. Later ones are promoted only when they pass the gate against the
-    champion re-scored on the holdout now (false_edible does not rise, accuracy drops by at most the margin),
+    champion re-scored on the holdout now (``evaluate.gate``: false_edible does not rise; an accuracy fall that
+    comes from confirmed contradicting feedback rows needs ``accept_lower``, any other by at most the margin),
     unless ``force``. ``record_extra`` is merged into the new version's immutable record.
     """
     start = time.perf_counter()
@@ -193,25 +170,23 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
     holdout = split[1]
     rows, n_feedback = training_rows(settings, feedback, split)
     trained, known, distinct, conflicts = fit_distinct(rows, split[0], cfg)
-    metrics = score_holdout(LoadedModel("candidate", trained.pipeline, trained.threshold, {}, known), holdout)
-    prev_metrics, not_compared = rescore_champion(registry, previous, holdout)
-    reason = gate(metrics, prev_metrics, settings.accuracy_margin)
+    metrics, rules_holdout = evaluate(LoadedModel("candidate", trained.pipeline, trained.threshold, {}, known),
+                                      holdout)
+    champion = rescore_champion(registry, previous, holdout)
+    check = _gate_input(settings, cfg, rows, split, metrics, champion, accept_lower)
+    reason = gate(check)
     if previous is None:
         trigger = "initial"
     will_promote = promote and (reason is None or force)
     calib = M.calibration_facts(trained.p_oof, trained.y, M.p_poisonous(trained.pipeline, holdout),
                                 holdout[TARGET].to_numpy())
-    extra = {"feedback_rows": n_feedback,
-             "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
-             "distinct_training_rows": len(distinct), "duplicate_rows_dropped": len(rows) - len(distinct)
-             - int(np.isin(keys_of(_codes(rows)), conflicts).sum()),
-             "conflicting_rows": [_code_string(k) for k in conflicts[:1000]],
-             "conflicting_rows_total": int(len(conflicts)),
-             "oof_metrics": trained.oof_metrics, "calibration": calib,
-             "champion_rescored": ({"version": previous, "holdout_metrics": prev_metrics} if prev_metrics
-                                   else {"version": previous, "note": not_compared} if previous else None),
-             "gate": {"passed": reason is None, "reason": reason, "forced": bool(force and reason)},
-             "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(holdout)},
+    extra = {**_record_extra(settings, rows, n_feedback, split, trained, known, distinct, conflicts),
+             "rules_holdout": rules_holdout, "calibration": calib,
+             "champion_rescored": ({"version": previous, "holdout_metrics": champion.metrics} if champion.metrics
+                                   else {"version": previous, "note": champion.note} if previous else None),
+             "gate": {"passed": reason is None, "reason": reason, "forced": bool(force and reason),
+                      "accept_lower": bool(accept_lower), "confirmed_contradicting_rows": check.contradicting,
+                      "accuracy_without_contradicting_rows": check.accuracy_without},
              **(record_extra or {})}
     version = registry.register(
         trained.pipeline, threshold=trained.threshold, trigger=trigger, params=cfg.to_dict(),
@@ -230,7 +205,41 @@ def train(settings: Settings, cfg: M.ModelConfig | None = None, *, trigger: str 
         # the pipeline in memory is the one promote() just verified loads back from model.skops
         write_reference(settings, LoadedModel(version, trained.pipeline, trained.threshold, {}, known))
     return TrainResult(version, metrics, trained.threshold, promoted, reason, time.perf_counter() - start,
-                       len(rows), n_feedback, previous, prev_metrics, trained.oof_metrics)
+                       len(rows), n_feedback, previous, champion.metrics, trained.oof_metrics)
+
+
+def _record_extra(settings: Settings, rows: pd.DataFrame, n_feedback: int, split, trained, known: KnownSet,
+                  distinct: pd.DataFrame, conflicts: np.ndarray) -> dict:
+    """The record's facts about the training rows, the operating point and the pure codes."""
+    return {"feedback_rows": n_feedback,
+            "feedback_rows_excluded_as_holdout": rows.attrs.get("holdout_feedback_excluded", 0),
+            "distinct_training_rows": len(distinct), "duplicate_rows_dropped": len(rows) - len(distinct)
+            - int(np.isin(keys_of(_codes(rows)), conflicts).sum()),
+            "conflicting_rows": [_code_string(k) for k in conflicts[:1000]],
+            "conflicting_rows_total": len(conflicts),
+            "oof_metrics": trained.oof_metrics, "operating_point": trained.operating_point,
+            "pure_codes": known.pure_codes(),
+            "split": {"seed": settings.seed, "test_size": settings.test_size, "holdout_rows": len(split[1])}}
+
+
+def _gate_input(settings: Settings, cfg: M.ModelConfig, rows: pd.DataFrame, split, metrics: dict, champion,
+                accept_lower: bool) -> GateInput:
+    """The gate's view: the confirmed contradicting feedback rows in training and, only when the candidate's
+    accuracy falls with some of them present, its holdout accuracy refitted without them."""
+    check = GateInput(metrics, champion, settings.accuracy_margin, accept_lower=accept_lower)
+    if not champion.metrics or not len(rows) > len(split[0]):
+        return check
+    feedback = rows.iloc[len(split[0]):]  # training_rows appends the feedback rows after the split
+    held = contradicting_feedback(feedback, load_dataset(settings), champion.known)
+    check.contradicting = int((held != "").sum())
+    if check.contradicting and metrics["accuracy"] < champion.metrics["accuracy"]:
+        keep = np.r_[np.ones(len(split[0]), dtype=bool), held == ""]
+        without = rows[keep].reset_index(drop=True)
+        without.attrs.update(rows.attrs)
+        trained, known, _, _ = fit_distinct(without, split[0], cfg)
+        check.accuracy_without = score_holdout(
+            LoadedModel("without", trained.pipeline, trained.threshold, {}, known), split[1])["accuracy"]
+    return check
 
 
 def _codes(rows: pd.DataFrame) -> np.ndarray:

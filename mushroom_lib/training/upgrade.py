@@ -25,7 +25,8 @@ def upgrade_home(settings: Settings) -> list[str]:
             known, how = rebuild_known(settings, meta)
             record = {k: v for k, v in meta.items() if k not in MUTABLE}
             folder = registry.models_dir / version
-            record.update(cutoff=known.cutoff, known_sha256=known.save(folder / KNOWN), known_source=how)
+            record.update(cutoff=known.cutoff, pure_code_min_count=known.pure_min_count,
+                          known_sha256=known.save(folder / KNOWN), known_source=how)
             plan = ScoringPlan.from_pipeline(LoadedModel(version, pipeline, record["threshold"], record, known))
             registry.write_record(version, record, plan=plan)
             done.append(version)

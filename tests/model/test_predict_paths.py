@@ -19,7 +19,8 @@ from mushroom_lib.batch.predict import predict_file
 from mushroom_lib.core.settings import get_settings
 from mushroom_lib.data.schema import CODES, FEATURES, SchemaError
 from mushroom_lib.model import pipeline as M
-from mushroom_lib.model.known import apply_rules
+from mushroom_lib.model import rules
+from mushroom_lib.model.known import OFFSET
 from mushroom_lib.registry.versions import Registry
 
 
@@ -100,8 +101,12 @@ def test_predict_answers_like_the_pipeline_plus_the_safety_rules(home, rows, tmp
     train = pd.read_csv(home / "data" / "mushrooms.csv", dtype=str, keep_default_na=False)
     unseen = np.array([";".join(f"{f}={r[f]}" for f in FEATURES if r[f] not in set(train[f]))
                        for _, r in feats.iterrows()], dtype=object)  # codes the training data never held
-    called, _, _ = apply_rules(M.decide(p, t), M.uncertain(p, t), p, t, unseen, known.nearest(codes),
-                               known.conflicting(codes), known.cutoff)
+    seen = np.zeros(int(OFFSET[-1]) + len(CODES[FEATURES[-1]]), dtype=bool)
+    for j, f in enumerate(FEATURES):  # the codes the training data held
+        seen[[int(OFFSET[j]) + i for i, c in enumerate(CODES[f]) if c in set(train[f])]] = True
+    ev = rules.evidence(known, seen, codes.astype(np.int16))
+    assert list(ev.unseen) == list(unseen)
+    called = rules.decide(p, t, ev).called
     assert (got["prediction"].to_numpy() == M.label_words(np.asarray(called))).all()
     assert np.abs(got["p_poisonous"].astype(float).to_numpy() - p).max() <= 1e-9
     assert (got["prediction"].iloc[len(rows):] == "poisonous").mean() > 0.9  # most made-up rows: unlike any known

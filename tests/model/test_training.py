@@ -198,7 +198,12 @@ def test_train_refuses_nonsense_options(home, option):
 
 def test_uncertain_band_is_called_poisonous():
     """Rows called poisonous only because of the safety threshold are the uncertain ones."""
+    from mushroom_lib.model import rules
+
     p = np.array([0.0, 0.019, 0.02, 0.3, 0.499, 0.5, 0.9])
     assert list(M.decide(p, 0.02)) == [0, 0, 1, 1, 1, 1, 1]
-    assert list(M.uncertain(p, 0.02)) == [False, False, True, True, True, False, False]
-    assert not M.uncertain(p, 0.5).any()  # at the plain 0.5 threshold there is no band
+    n = len(p)
+    ev = rules.Evidence(np.full(n, "", dtype=object), np.zeros(n, bool), np.ones(n, np.int64), np.full(n, -1),
+                        np.full(n, -1), np.zeros(n, np.int64), 2)
+    assert list(rules.decide(p, 0.02, ev).uncertain) == [False, False, True, True, True, False, False]
+    assert not rules.decide(p, 0.5, ev).uncertain.any()  # at the plain 0.5 threshold there is no band
