@@ -31,7 +31,7 @@ def _environment() -> dict:
 def test_environment_yml_names_the_same_dependencies_as_pyproject():
     project = _pyproject()["project"]
     wanted = {_norm(d) for d in project["dependencies"]}
-    for extra in ("test", "dask"):
+    for extra in project["optional-dependencies"]:
         wanted |= {_norm(d) for d in project["optional-dependencies"][extra]}
     env = _environment()
     conda = [d for d in env["dependencies"] if isinstance(d, str)]
