@@ -49,8 +49,8 @@ report: install
 ui: install
 	$(BIN)/mushroom ui
 
-# every tier (what CI runs): unit, data, model, system
-test: install
+# every tier (what CI runs): unit, data, model, system (the wheel test installs from the wheelhouse)
+test: install wheelhouse
 	$(BIN)/python -m pytest -q
 
 # the unit tier only: synthetic frames, no trained home (well under 2 minutes)

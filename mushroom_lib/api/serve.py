@@ -6,20 +6,10 @@ one sentence: exit 2 from the CLI) to listen beyond loopback without MUSHROOM_AP
 
 from __future__ import annotations
 
-import ipaddress
 import os
 
-from ..core.ports import ensure_port_free
+from ..core.ports import ensure_port_free, is_loopback
 from ..core.settings import Settings, env_name
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check(settings: Settings, host: str, port: int, workers: int, key_for_reads: bool, max_mb: float | None) -> None:

@@ -280,7 +280,7 @@ def cmd_report(settings, args) -> int:
 def cmd_ui(settings, args) -> int:
     from ..monitoring import serve_ui  # lazy: pandas (the monitoring package)
 
-    return serve_ui(settings, port=args.port)
+    return serve_ui(settings, port=args.port, host=args.host, token=args.token)
 
 
 def cmd_dashboard(settings, args) -> int:
@@ -398,8 +398,12 @@ def _add_inspection_commands(sub) -> None:
 
 def _add_server_commands(sub) -> None:
     """ui, dashboard, api: servers on 127.0.0.1 unless told otherwise (with a token or key)."""
-    u = sub.add_parser("ui", help="start `evidently ui` on reports/workspace (127.0.0.1)")
+    u = sub.add_parser("ui", help="start `evidently ui` on reports/workspace (127.0.0.1; read-only)")
     u.add_argument("--port", type=int, default=8082)
+    u.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but loopback needs --token (or MUSHROOM_UI_TOKEN)")
+    u.add_argument("--token", default=None, help="every request must carry it (?token=... once, then a cookie; "
+                   "or 'Authorization: Bearer ...'): served through a token-checking proxy")
     u.set_defaults(func=cmd_ui)
 
     db = sub.add_parser("dashboard", help="serve the Voila dashboard on 127.0.0.1")

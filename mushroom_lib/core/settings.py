@@ -71,6 +71,10 @@ class Settings(BaseSettings):
                                       "before the pool is refilled after use")
     dashboard_cull_seconds: int = Field(120, ge=2, le=86400, description="MUSHROOM_DASHBOARD_CULL_SECONDS: "
                                         "kernels whose page never connected are culled after this idle time")
+    # ------------------------------------------------------------------ the monitoring UI
+    ui_token: str | None = Field(None, repr=False, description="MUSHROOM_UI_TOKEN: `mushroom ui` serves "
+                                 "Evidently behind a proxy that needs it on every request (required beyond "
+                                 "loopback)")
     # ------------------------------------------------------------------ the REST API
     api_key: str | None = Field(None, repr=False, description="MUSHROOM_API_KEY: writes (and with "
                                 "api_key_for_reads, reads) need the header X-API-Key with it")
@@ -83,7 +87,7 @@ class Settings(BaseSettings):
     def _home(cls, value):
         return find_home() if value in (None, "") else Path(value).expanduser().resolve()
 
-    @field_validator("data_source", "dashboard_token", "api_key", mode="before")
+    @field_validator("data_source", "dashboard_token", "ui_token", "api_key", mode="before")
     @classmethod
     def _blank_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value

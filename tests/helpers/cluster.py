@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mushroom_lib.ports import free_port
+from mushroom_lib.core.ports import free_port
 
 
 def dask_command() -> list[str]:
