@@ -84,18 +84,14 @@ cleanup() {
   podman rmi -af >/dev/null 2>&1
   grep -o " $work[^ ]*" /proc/mounts | sort -r | xargs -r umount -l 2>/dev/null
   if [ -n "${KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
-  if [ "$rc" -eq 0 ]; then
-    echo "test-container: $passed passed, 0 failed in $(( SECONDS - started )) s"
-  else
-    echo "test-container: $passed passed, 1 failed in $(( SECONDS - started )) s"
-  fi
+  echo "the container stage took $(( SECONDS - started )) s"
+  if [ "$rc" -eq 0 ]; then echo "container: $passed passed, 0 failed"; else echo "container: $passed passed, 1 failed"; fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { "$BIN/python" -c 'from mushroom_lib.ports import free_port; print(free_port())' 2>/dev/null \
-  || "$BIN/python" -c 'from mushroom_lib.core.ports import free_port; print(free_port())'; }
+free_port() { "$BIN/python" -c 'from mushroom_lib.core.ports import free_port; print(free_port())'; }
 secret() { "$BIN/python" -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 
 # wait_for URL [seconds]: until URL answers any HTTP status, at most that long (default 120)

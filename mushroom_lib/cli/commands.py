@@ -317,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: free-text caps (the API refuses longer values too)
+REASON_MAX, SOURCE_MAX = 500, 40
+
+
+def _capped(limit: int):
+    """An argparse type: text of at most ``limit`` characters (a longer value is a usage error, exit 2)."""
+    def text(value: str) -> str:
+        if len(value) > limit:
+            raise argparse.ArgumentTypeError(f"at most {limit} characters, not {len(value)}")
+        return value
+    return text
+
+
 def _add_model_commands(sub) -> None:
     """data, train."""
     d = sub.add_parser("data", help="put the validated dataset at HOME/data/mushrooms.csv")
@@ -356,19 +369,19 @@ def _add_scoring_commands(sub) -> None:
     fsub = f.add_subparsers(dest="action", required=True)
     fs = fsub.add_parser("submit", help="submit labelled rows (class column = true label); waits for a retrain due")
     fs.add_argument("input")
-    fs.add_argument("--source", default=None, help="who sent them (default cli:FILE-NAME)")
+    fs.add_argument("--source", default=None, type=_capped(SOURCE_MAX), help="who sent them (default cli:FILE-NAME)")
     fs.add_argument("--max-mb", type=float, default=200.0)
     fl = fsub.add_parser("list", help="list feedback rows with their ids, sources and exclusions")
     fe = fsub.add_parser("exclude", help="leave rows out of training, K and reports (logged with a reason)")
     fi = fsub.add_parser("include", help="take exclusions back")
     for q in (fl, fe, fi):
-        q.add_argument("--source", help="only rows from this source")
-        q.add_argument("--since", help="only rows sent at or after this time (ISO, UTC)")
+        q.add_argument("--source", type=_capped(SOURCE_MAX), help="only rows from this source")
+        q.add_argument("--since", type=_capped(64), help="only rows sent at or after this time (ISO, UTC)")
     fl.add_argument("--contradicting", action="store_true", help="only rows contradicting the dataset's label")
     fl.add_argument("--json", action="store_true")
     for q in (fe, fi):
         q.add_argument("ids", nargs="*", help="feedback ids (see `feedback list`)")
-        q.add_argument("--reason", help="why (required for exclude)")
+        q.add_argument("--reason", type=_capped(REASON_MAX), help="why (required for exclude)")
         q.add_argument("--retrain", action="store_true", help="retrain now and wait for the outcome")
     f.set_defaults(func=cmd_feedback)
 
