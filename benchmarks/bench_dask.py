@@ -24,9 +24,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from common import dataset_path, trained_home  # noqa: E402
-from helpers.cli import cli_env, mushroom_cmd  # noqa: E402
-from helpers.cluster import DaskCluster  # noqa: E402
+from common import dataset_path, trained_home
+from helpers.cli import cli_env, mushroom_cmd
+from helpers.cluster import DaskCluster
 
 PARTS, ROWS_PER_PART, REPEAT = 8, 125_000, 2
 

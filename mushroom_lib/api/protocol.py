@@ -39,7 +39,9 @@ class Limits:
 @functools.lru_cache(maxsize=1)
 def limits() -> Limits:
     """This worker's limits, from its settings (``mushroom api`` hands them on through the environment)."""
-    from ..core.settings import get_settings  # the settings of the worker process, read once
+    from ..core.settings import (
+        get_settings,  # the settings of the worker process, read once
+    )
 
     s = get_settings()
     return Limits(s.api_max_header_bytes, s.api_max_headers, s.api_header_timeout, s.api_body_timeout,

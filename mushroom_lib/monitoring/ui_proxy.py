@@ -136,7 +136,7 @@ def serve_proxy(host: str, port: int, upstream: str, token: str, child) -> int:
                 try:
                     await asyncio.wait_for(stopping.wait(), timeout=1.0)
                     return 0
-                except asyncio.TimeoutError:  # a second without a signal: look at Evidently again
+                except TimeoutError:  # a second without a signal: look at Evidently again
                     continue
             return child.returncode
         finally:

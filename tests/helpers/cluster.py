@@ -42,7 +42,7 @@ class DaskCluster:
         self.procs.append(subprocess.Popen([*dask_command(), *args], stdout=log, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, start_new_session=True))
 
-    def __enter__(self) -> "DaskCluster":
+    def __enter__(self) -> DaskCluster:
         from distributed import Client
 
         self.log_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ import threading
 import time
 
 import pytest
-
 from helpers.server import ServerProcess
 
 ROW = {"cap-shape": "x", "cap-surface": "s", "cap-color": "n", "bruises": "t", "odor": "p", "gill-attachment": "f",
@@ -171,7 +170,7 @@ def test_slow_connections_are_closed_while_predict_answers(api):
                 trickle.sendall(b"x" * 10)
                 body_answer = trickle.recv(4096)
                 break
-            except socket.timeout:
+            except TimeoutError:
                 continue  # no answer yet: send the next 10 bytes
             except OSError:
                 break

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-
 from helpers.cli import run
 from helpers.cluster import DaskCluster
 

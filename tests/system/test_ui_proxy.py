@@ -14,11 +14,12 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
-
 from helpers.cli import cli_env, mushroom_cmd, one_error_line, run
 from helpers.server import ServerProcess
+
 from mushroom_lib.core.ports import free_port
 
 TOKEN = "ui-test-token-0123456789"
@@ -85,9 +86,10 @@ def test_the_token_lets_reads_through_and_evidently_refuses_writes(ui):
 
 def test_evidently_listens_on_loopback_only_and_stops_with_the_command(ui):
     server, _base = ui
-    children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True).stdout.split()
+    children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True, text=True,
+                              check=False).stdout.split()
     assert len(children) == 1
-    cmdline = open(f"/proc/{children[0]}/cmdline", "rb").read().split(b"\0")
+    cmdline = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
     assert b"evidently.cli" in cmdline and cmdline[cmdline.index(b"--host") + 1] == b"127.0.0.1"
     server.stop()
     assert not os.path.exists(f"/proc/{children[0]}")  # stopped and reaped by `mushroom ui` before it exited

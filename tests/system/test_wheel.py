@@ -19,8 +19,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from helpers.server import ServerProcess
+
 from mushroom_lib.core.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,21 +60,22 @@ def installed(tmp_path_factory, real_data):
     venv = tmp / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     res = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-compile", *pip_offline,
-                          str(wheel)], capture_output=True, text=True, timeout=900)
+                          str(wheel)], capture_output=True, text=True, timeout=900, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     outside = tmp / "elsewhere"
     outside.mkdir()
     home = tmp / "home"
     env = _clean_env(venv, home)
     data = subprocess.run(["mushroom", "data", "--source", str(real_data)], env=env, cwd=outside,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert data.returncode == 0, data.stderr
     return venv, home, env, outside
 
 
 def _run(installed, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    venv, home, env, outside = installed
-    return subprocess.run(["mushroom", *args], env=env, cwd=outside, capture_output=True, text=True, timeout=timeout)
+    _venv, _home, env, outside = installed
+    return subprocess.run(["mushroom", *args], env=env, cwd=outside, capture_output=True, text=True, timeout=timeout,
+                          check=False)
 
 
 def test_the_package_and_its_files_come_from_the_venv(installed):
