@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.cookiejar
 import json
 import os
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -41,12 +42,14 @@ def test_beyond_loopback_needs_a_token(home):
     assert "without a token" in one_error_line(res) and "MUSHROOM_UI_TOKEN" in res.stderr
 
 
-@pytest.fixture
-def ui(trained_home, tmp_path):
+@pytest.fixture(scope="module")
+def ui(_trained_template, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ui")
+    home = shutil.copytree(_trained_template, folder / "home")
     port = free_port()
     env = {**cli_env(), "MUSHROOM_UI_TOKEN": TOKEN}
-    server = ServerProcess([*mushroom_cmd(), "--home", str(trained_home), "ui", "--port", str(port)], port=port,
-                           env=env, log_path=tmp_path / "ui.log", start_timeout=120)
+    server = ServerProcess([*mushroom_cmd(), "--home", str(home), "ui", "--port", str(port)], port=port,
+                           env=env, log_path=folder / "ui.log", start_timeout=120)
     with server:
         base = f"http://127.0.0.1:{port}"
         # the proxy listens at once; Evidently behind it answers a few seconds later (502 meanwhile)
