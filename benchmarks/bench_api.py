@@ -182,12 +182,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[int(q * (len(ordered) - 1))]
 
 
-def start_anchor(folder: Path, data: Path) -> tuple[subprocess.Popen, int]:
+def start_anchor(folder: Path, data: Path, workers: int = 1) -> tuple[subprocess.Popen, int]:
     script = folder / "seed_style_api.py"
     script.write_text(ANCHOR.format(data=str(data)))
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "seed_style_api:app", "--host", "127.0.0.1",
-                             "--port", str(port), "--no-access-log", "--log-level", "warning"], cwd=folder,
+                             "--port", str(port), "--no-access-log", "--log-level", "warning",
+                             "--workers", str(workers)], cwd=folder,
                             stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

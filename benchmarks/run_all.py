@@ -4,8 +4,8 @@
     .venv/bin/python benchmarks/run_all.py --only speed --rows 200000 --repeat 1   # a quick look
 
 Modules: ``bench_speed`` (P1 1M-row predict, P2 one-row latency, P3 K=10 retrain; see its docstring),
-and, when present, ``bench_report``, ``bench_dashboard``, ``bench_inputs``, ``bench_api`` and ``bench_scale`` (feedback history growth,
-P3 through the worker). Each exposes ``run() -> list[dict]`` with the
+and, when present, ``bench_report``, ``bench_dashboard``, ``bench_inputs``, ``bench_api``, ``bench_scale`` (feedback history growth,
+P3 through the worker), ``bench_load`` (Locust at 50 and 200 users) and ``bench_dask`` (a real dask cluster). Each exposes ``run() -> list[dict]`` with the
 keys figure, naive, ours, ratio, goal. A module whose dependency is missing (e.g. chromium for the
 dashboard) is skipped with the reason. Benchmarks are not part of the test suite (``tests/`` only).
 Every figure is measured in the same run as its anchor; other load on the machine moves both.
@@ -28,7 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MUSHROOM_REPORT_ON_PROMOTE", "0")
 
-MODULES = ["bench_speed", "bench_report", "bench_dashboard", "bench_inputs", "bench_api", "bench_scale"]
+MODULES = ["bench_speed", "bench_report", "bench_dashboard", "bench_inputs", "bench_api", "bench_scale", "bench_load",
+           "bench_dask"]
 
 
 def run_module(name: str, speed_args: dict) -> tuple[list[dict], str | None]:

@@ -245,7 +245,9 @@ def _whole(value):
 
 FeedbackId = Annotated[StrictInt, BeforeValidator(_whole)]
 _IDS = {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 10**12 - 1}, "minItems": 1}
-_REASON = {"type": "string", "minLength": 1, "pattern": "\\S"}  # the library keeps 500 characters
+#: free-text caps: a longer value is refused (422) before the library sees it
+REASON_MAX, SOURCE_MAX, SINCE_MAX = 500, 40, 64
+_REASON = {"type": "string", "minLength": 1, "maxLength": REASON_MAX, "pattern": "\\S"}
 SINCE = "only rows sent at or after this time (ISO 8601, UTC unless it says otherwise), e.g. 2026-11-30 or " \
          "2026-11-30T12:00:00Z"
 
@@ -258,11 +260,13 @@ class ExcludeRequest(BaseModel):
         "required": ["reason"], "oneOf": [{"required": ["ids"]}, {"required": ["source"]}]})
     ids: list[FeedbackId] | None = Field(None, description="feedback ids (see GET /feedback)",
                                   json_schema_extra=_schema(**_IDS))
-    source: str | None = Field(None, description="every row this source sent (instead of ids)",
-                               json_schema_extra=_schema(type="string", minLength=1))
-    since: str | None = Field(None, description="with source: " + SINCE,
-                              json_schema_extra=_schema(type="string", format="date-time"))
-    reason: str = Field("", description="why the rows are wrong", json_schema_extra=_schema(**_REASON))
+    source: str | None = Field(None, max_length=SOURCE_MAX,
+                               description="every row this source sent (instead of ids)",
+                               json_schema_extra=_schema(type="string", minLength=1, maxLength=SOURCE_MAX))
+    since: str | None = Field(None, max_length=SINCE_MAX, description="with source: " + SINCE,
+                              json_schema_extra=_schema(type="string", format="date-time", maxLength=SINCE_MAX))
+    reason: str = Field("", max_length=REASON_MAX, description="why the rows are wrong",
+                        json_schema_extra=_schema(**_REASON))
 
 
 class IncludeRequest(BaseModel):
@@ -270,8 +274,8 @@ class IncludeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     ids: list[FeedbackId] = Field(description="feedback ids now excluded", json_schema_extra=_schema(**_IDS))
-    reason: str = Field("", description="why (optional; kept in the audit log)",
-                        json_schema_extra=_schema(type="string"))
+    reason: str = Field("", max_length=REASON_MAX, description="why (optional; kept in the audit log)",
+                        json_schema_extra=_schema(type="string", maxLength=REASON_MAX))
 
 
 class ReviewEvent(BaseModel):

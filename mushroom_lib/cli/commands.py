@@ -281,7 +281,7 @@ def cmd_report(settings, args) -> int:
 def cmd_ui(settings, args) -> int:
     from ..monitoring import serve_ui  # lazy: pandas (the monitoring package)
 
-    return serve_ui(settings, port=args.port)
+    return serve_ui(settings, port=args.port, host=args.host, token=args.token)
 
 
 def cmd_dashboard(settings, args) -> int:
@@ -316,6 +316,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspection_commands(sub)
     _add_server_commands(sub)
     return p
+
+
+#: free-text caps (the API refuses longer values too)
+REASON_MAX, SOURCE_MAX = 500, 40
+
+
+def _capped(limit: int):
+    """An argparse type: text of at most ``limit`` characters (a longer value is a usage error, exit 2)."""
+    def text(value: str) -> str:
+        if len(value) > limit:
+            raise argparse.ArgumentTypeError(f"at most {limit} characters, not {len(value)}")
+        return value
+    return text
 
 
 def _add_model_commands(sub) -> None:
@@ -359,19 +372,19 @@ def _add_scoring_commands(sub) -> None:
     fsub = f.add_subparsers(dest="action", required=True)
     fs = fsub.add_parser("submit", help="submit labelled rows (class column = true label); waits for a retrain due")
     fs.add_argument("input")
-    fs.add_argument("--source", default=None, help="who sent them (default cli:FILE-NAME)")
+    fs.add_argument("--source", default=None, type=_capped(SOURCE_MAX), help="who sent them (default cli:FILE-NAME)")
     fs.add_argument("--max-mb", type=float, default=200.0)
     fl = fsub.add_parser("list", help="list feedback rows with their ids, sources and exclusions")
     fe = fsub.add_parser("exclude", help="leave rows out of training, K and reports (logged with a reason)")
     fi = fsub.add_parser("include", help="take exclusions back")
     for q in (fl, fe, fi):
-        q.add_argument("--source", help="only rows from this source")
-        q.add_argument("--since", help="only rows sent at or after this time (ISO, UTC)")
+        q.add_argument("--source", type=_capped(SOURCE_MAX), help="only rows from this source")
+        q.add_argument("--since", type=_capped(64), help="only rows sent at or after this time (ISO, UTC)")
     fl.add_argument("--contradicting", action="store_true", help="only rows contradicting the dataset's label")
     fl.add_argument("--json", action="store_true")
     for q in (fe, fi):
         q.add_argument("ids", nargs="*", help="feedback ids (see `feedback list`)")
-        q.add_argument("--reason", help="why (required for exclude)")
+        q.add_argument("--reason", type=_capped(REASON_MAX), help="why (required for exclude)")
         q.add_argument("--retrain", action="store_true", help="retrain now and wait for the outcome")
     f.set_defaults(func=cmd_feedback)
 
@@ -401,8 +414,12 @@ def _add_inspection_commands(sub) -> None:
 
 def _add_server_commands(sub) -> None:
     """ui, dashboard, api: servers on 127.0.0.1 unless told otherwise (with a token or key)."""
-    u = sub.add_parser("ui", help="start `evidently ui` on reports/workspace (127.0.0.1)")
+    u = sub.add_parser("ui", help="start `evidently ui` on reports/workspace (127.0.0.1; read-only)")
     u.add_argument("--port", type=int, default=8082)
+    u.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but loopback needs --token (or MUSHROOM_UI_TOKEN)")
+    u.add_argument("--token", default=None, help="every request must carry it (?token=... once, then a cookie; "
+                   "or 'Authorization: Bearer ...'): served through a token-checking proxy")
     u.set_defaults(func=cmd_ui)
 
     db = sub.add_parser("dashboard", help="serve the Voila dashboard on 127.0.0.1")

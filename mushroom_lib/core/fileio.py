@@ -77,3 +77,20 @@ def read_json(path: str | Path, default: object = None) -> object:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
+
+
+def package_folder(package: str) -> Path:
+    """The folder holding a package's files, found with importlib.resources (the notebooks and the dashboard
+    page ship as the packages ``mushroom_lib.notebooks.files`` and ``mushroom_lib.dashboard.files``; Voila and
+    papermill read them from disk). FileNotFoundError (one sentence) when the package is missing or zipped."""
+    import importlib.resources  # lazy: only the notebook runner and the dashboard server need it
+
+    try:
+        folder = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        raise FileNotFoundError(f"{package} is not installed; reinstall mushroom-workbench (its wheel ships "
+                                "the notebooks and the dashboard page)") from None
+    if not isinstance(folder, Path):
+        raise FileNotFoundError(f"{package} is not a folder on disk ({folder}); install mushroom-workbench "
+                                "with pip, unzipped")
+    return folder

@@ -1,10 +1,11 @@
-"""Loopback ports for the servers the workbench starts (dashboard, evidently ui).
+"""Loopback ports for the servers the workbench starts (dashboard, evidently ui), and what counts as loopback.
 
 A free port is asked of the kernel on 127.0.0.1; nothing here binds another interface.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 HOST = "127.0.0.1"
@@ -27,3 +28,13 @@ def ensure_port_free(port: int) -> None:
             s.bind((HOST, int(port)))
         except OSError:
             raise OSError(f"port {port} on {HOST} is already in use; choose another with --port") from None
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): the servers need no key or token there."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -71,19 +71,35 @@ class Settings(BaseSettings):
                                       "before the pool is refilled after use")
     dashboard_cull_seconds: int = Field(120, ge=2, le=86400, description="MUSHROOM_DASHBOARD_CULL_SECONDS: "
                                         "kernels whose page never connected are culled after this idle time")
+    # ------------------------------------------------------------------ the monitoring UI
+    ui_token: str | None = Field(None, repr=False, description="MUSHROOM_UI_TOKEN: `mushroom ui` serves "
+                                 "Evidently behind a proxy that needs it on every request (required beyond "
+                                 "loopback)")
     # ------------------------------------------------------------------ the REST API
     api_key: str | None = Field(None, repr=False, description="MUSHROOM_API_KEY: writes (and with "
                                 "api_key_for_reads, reads) need the header X-API-Key with it")
     api_key_for_reads: bool = Field(False, description="MUSHROOM_API_KEY_FOR_READS: reads need the key too")
     api_max_bytes: int | None = Field(None, ge=1, description="MUSHROOM_API_MAX_BYTES: request body cap "
                                       "(default upload_cap_bytes)")
+    api_max_connections: int = Field(1000, ge=1, le=100_000, description="MUSHROOM_API_MAX_CONNECTIONS: open "
+                                     "connections per API worker; past it a new one gets 503 and is closed")
+    api_max_header_bytes: int = Field(32 * 1024, ge=1024, le=1024 * 1024, description="MUSHROOM_API_MAX_HEADER_"
+                                      "BYTES: a request line and headers over this many bytes get 431")
+    api_max_headers: int = Field(100, ge=10, le=10_000, description="MUSHROOM_API_MAX_HEADERS: a request with "
+                                 "more headers gets 431")
+    api_header_timeout: float = Field(10.0, gt=0, le=3600, description="MUSHROOM_API_HEADER_TIMEOUT: seconds "
+                                      "a request's line and headers may take to arrive (then 408, closed)")
+    api_body_timeout: float = Field(30.0, gt=0, le=3600, description="MUSHROOM_API_BODY_TIMEOUT: seconds a "
+                                    "request's body may take to arrive after its headers (then 408, closed)")
+    api_keepalive_timeout: float = Field(5.0, gt=0, le=3600, description="MUSHROOM_API_KEEPALIVE_TIMEOUT: an "
+                                         "idle kept-alive connection is closed after this many seconds")
 
     @field_validator("home", mode="before")
     @classmethod
     def _home(cls, value):
         return find_home() if value in (None, "") else Path(value).expanduser().resolve()
 
-    @field_validator("data_source", "dashboard_token", "api_key", mode="before")
+    @field_validator("data_source", "dashboard_token", "ui_token", "api_key", mode="before")
     @classmethod
     def _blank_is_none(cls, value):
         return None if isinstance(value, str) and not value.strip() else value

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..core.fileio import package_folder
 from ..core.ports import ensure_port_free
 from ..core.settings import Settings, get_settings
 from .handlers import one_refill_at_a_time, replace_handlers
@@ -22,9 +23,8 @@ from .values import WEBSOCKET_LIMIT
 
 #: front-end extensions installed in the environment that this page never uses (less code to load)
 UNUSED_EXTENSIONS = ("jupyterlab_pygments",)  # (bqplot stays: ipydatagrid needs it)
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "dashboards" / "app.ipynb"
-TEMPLATE_ROOT = ROOT / "dashboards" / "share"
+#: the page and its Voila template: the checkout's dashboards/ folder, shipped as this package (setup.py)
+PAGE_PACKAGE = "mushroom_lib.dashboard.files"
 TEMPLATE_NAME = "mushroom"
 KERNEL_BUDGET_MIB = 300  # what one page's kernel may grow to (scoring a large upload included)
 POOL_MAX = 16  # pre-heated kernels at most by default (MUSHROOM_DASHBOARD_POOL sets any number)
@@ -35,11 +35,18 @@ class DashboardRefused(ValueError):
     """A setting that would make the dashboard unsafe or unusable (one sentence)."""
 
 
+def page_folder() -> Path:
+    """The folder of app.ipynb and share/voila/templates/mushroom (importlib.resources; dashboards/ in a
+    checkout, its copy in site-packages in a wheel or the image)."""
+    return package_folder(PAGE_PACKAGE)
+
+
 def notebook_path() -> Path:
-    """dashboards/app.ipynb from the checkout."""
-    if not NOTEBOOK.exists():
-        raise FileNotFoundError(f"{NOTEBOOK} is missing; the dashboard notebook ships with the repository")
-    return NOTEBOOK
+    """The dashboard notebook, app.ipynb."""
+    path = page_folder() / "app.ipynb"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall mushroom-workbench (its wheel ships the page)")
+    return path
 
 
 def default_max_kernels() -> int:
@@ -152,7 +159,7 @@ def serve(settings: Settings | None = None, port: int = 8866, *, host: str = "12
     os.environ["MUSHROOM_HOME"] = str(settings.home)
     os.environ.setdefault("DO_NOT_TRACK", "1")
     jp = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = str(TEMPLATE_ROOT) + (os.pathsep + jp if jp else "")
+    os.environ["JUPYTER_PATH"] = str(page_folder() / "share") + (os.pathsep + jp if jp else "")
     cfg = voila_config(port, host=host, token=token, **limits)
     shown = "127.0.0.1" if host in LOOPBACK else host
     print(f"mushroom dashboard: http://{shown}:{port}/{'?token=…' if token else ''} (home {settings.home}; "

@@ -5,9 +5,10 @@ this interpreter (the venv's python), whatever kernelspecs the machine has: a us
 kernelspec pointing at another Python cannot hijack the run, and a clean machine needs no
 ``ipykernel install`` (ipykernel must be importable here, which the project's dependencies ensure).
 
-The notebooks are found, in order: ``$MUSHROOM_NOTEBOOKS``; ``notebooks/`` next to the package (a
-checkout or an editable install); ``<sys.prefix>/share/mushroom-workbench/notebooks`` (a wheel that
-ships them as data files). MUSHROOM_HOME does not matter: the notebooks get the home as a parameter.
+The notebooks are found, in order: ``$MUSHROOM_NOTEBOOKS``; the package ``mushroom_lib.notebooks.files``
+through importlib.resources (the checkout's ``notebooks/`` folder, which setup.py maps there: in a checkout
+or an editable install that folder itself, in a wheel or the image its copy in site-packages).
+MUSHROOM_HOME does not matter: the notebooks get the home as a parameter.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.fileio import read_json
+from ..core.fileio import package_folder, read_json
 from ..core.settings import Settings, get_settings
 from ..core.vocab import utc_iso, utc_stamp
 from ..registry.versions import Registry
 from . import run_files
 
 TRAIN, REPORT, EXPLORATION = "train", "report", "exploration"
-SHARE_DIR = Path("share") / "mushroom-workbench" / "notebooks"
+PACKAGED = "mushroom_lib.notebooks.files"
 
 
 from ..core.errors import NotebookError  # noqa: E402,F401 (defined in errors.py; kept importable here)
@@ -36,10 +37,7 @@ from ..core.errors import NotebookError  # noqa: E402,F401 (defined in errors.py
 def notebook_dirs(settings: Settings | None = None) -> list[Path]:
     """Folders searched for the notebooks, in order (MUSHROOM_NOTEBOOKS first)."""
     folder = (settings or get_settings()).notebooks_dir
-    dirs = [folder.expanduser()] if folder else []
-    dirs.append(Path(__file__).resolve().parents[2] / "notebooks")
-    dirs.append(Path(sys.prefix) / SHARE_DIR)
-    return dirs
+    return ([folder.expanduser()] if folder else []) + [package_folder(PACKAGED)]
 
 
 def notebook_path(kind: str, settings: Settings | None = None) -> Path:

@@ -40,8 +40,9 @@ class ServerProcess:
     """
 
     def __init__(self, cmd: list[str], *, port: int, env: dict | None = None, log_path: str | Path | None = None,
-                 ready_path: str | None = None, start_timeout: float = 60.0, stop_timeout: float = 15.0):
-        self.cmd, self.port = cmd, port
+                 ready_path: str | None = None, start_timeout: float = 60.0, stop_timeout: float = 15.0,
+                 cwd: str | Path | None = None):
+        self.cmd, self.port, self.cwd = cmd, port, cwd
         self.env = {**os.environ, **(env or {})}
         self.log_path = Path(log_path) if log_path else None
         self.ready_path, self.start_timeout, self.stop_timeout = ready_path, start_timeout, stop_timeout
@@ -103,7 +104,7 @@ class ServerProcess:
             self._log = open(self.log_path, "wb")
             out = self._log
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.cwd)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

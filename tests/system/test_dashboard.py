@@ -482,7 +482,7 @@ def test_notebook_only_builds_and_shows_the_dashboard():
 
 
 def test_voila_configuration():
-    from mushroom_lib.dashboard.server import TEMPLATE_ROOT, voila_config
+    from mushroom_lib.dashboard.server import page_folder, voila_config
 
     c = voila_config(8866, pool=3, max_kernels=7, close_grace=5, cull_idle_seconds=300)
     assert c.Voila.ip == "127.0.0.1" and c.Voila.port == 8866 and c.Voila.port_retries == 0
@@ -491,7 +491,8 @@ def test_voila_configuration():
     assert c.MappingKernelManager.cull_idle_timeout == 300 and c.MappingKernelManager.cull_connected is False
     assert c.Voila.tornado_settings["mushroom"] == {"max_kernels": 7, "close_grace": 5, "pool": 3}
     assert c.VoilaConfiguration.template == "mushroom"
-    folder = TEMPLATE_ROOT / "voila" / "templates" / "mushroom"
+    assert page_folder() == ROOT / "dashboards"  # the checkout's folder, found through importlib.resources
+    folder = page_folder() / "share" / "voila" / "templates" / "mushroom"
     for path in (folder / "index.html.j2", folder / "static" / "page.js"):
         text = path.read_text()
         assert "http://" not in text and "https://" not in text, path  # nothing from a CDN

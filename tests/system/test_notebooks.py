@@ -82,16 +82,17 @@ def test_notebooks_are_found_through_MUSHROOM_NOTEBOOKS(tmp_path, monkeypatch):
     assert runner.notebook_path("train") == ROOT / "notebooks" / "train.ipynb"
 
 
-def test_installed_notebooks_are_found_under_the_prefix(tmp_path, monkeypatch):
-    share = tmp_path / "share" / "mushroom-workbench" / "notebooks"
-    share.mkdir(parents=True)
-    (share / "train.ipynb").write_text((ROOT / "notebooks" / "train.ipynb").read_text())
+def test_packaged_notebooks_are_found_through_importlib_resources(tmp_path, monkeypatch):
+    """The notebooks ship as the package mushroom_lib.notebooks.files (the checkout's notebooks/ folder here;
+    tests/system/test_wheel.py checks a wheel installed outside the checkout)."""
     monkeypatch.delenv("MUSHROOM_NOTEBOOKS", raising=False)
-    monkeypatch.setattr(runner, "__file__", str(tmp_path / "site-packages" / "mushroom_lib" / "notebooks" / "runner.py"))
-    monkeypatch.setattr(sys, "prefix", str(tmp_path))
-    assert runner.notebook_path("train") == share / "train.ipynb"
-    with pytest.raises(runner.NotebookError, match="MUSHROOM_NOTEBOOKS"):
-        runner.notebook_path("report")
+    assert runner.notebook_dirs() == [ROOT / "notebooks"]
+    monkeypatch.setattr(runner, "PACKAGED", "mushroom_lib.no_such_package")
+    with pytest.raises(FileNotFoundError, match="reinstall mushroom-workbench"):
+        runner.notebook_path("train")
+    monkeypatch.setenv("MUSHROOM_NOTEBOOKS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="reinstall mushroom-workbench"):
+        runner.notebook_path("train")
 
 
 def test_unknown_parameters_and_missing_model_are_one_line_errors(home):

@@ -64,8 +64,9 @@ async def _body(request: Request, model):
             dependencies=[Depends(require_read_key)])
 def list_feedback(
         svc=Depends(get_service),
-        source: str | None = Query(None, max_length=200, description="only rows from this source"),
-        since: str | None = Query(None, description=schemas.SINCE, json_schema_extra={"format": "date-time"}),
+        source: str | None = Query(None, max_length=schemas.SOURCE_MAX, description="only rows from this source"),
+        since: str | None = Query(None, max_length=schemas.SINCE_MAX, description=schemas.SINCE,
+                                  json_schema_extra={"format": "date-time"}),
         contradicting: bool = Query(False, description="only rows whose label contradicts the dataset's"),
         excluded: bool | None = Query(None, description="only excluded (true) or only used (false) rows"),
         offset: int = Query(0, ge=0, description="rows to skip (oldest first)"),
